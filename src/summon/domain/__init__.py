@@ -1,0 +1,1 @@
+"""Pure domain: records, lifecycle rules, scheduling rules, meeting URLs. No I/O."""

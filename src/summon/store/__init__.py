@@ -1,0 +1,1 @@
+"""Persistence port and its SQLAlchemy adapter (SQLite, PostgreSQL)."""
