@@ -1,0 +1,3 @@
+from summon.cli.main import main
+
+main()

@@ -1,0 +1,219 @@
+"""``/api/v1/bot/…``: parse input, call one service function, render the result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from summon.api.body import SummonRoute
+from summon.api.bot_config import BotCreate, BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
+from summon.api.errors import RequestInvalid
+from summon.api.plumbing import add_route, api_of, json_ok, parse_id
+from summon.api.schemas import BotDeleted, BotOut, BotPage, MeetingUrlParsed, bot_json, responses
+from summon.domain.bots import BotChanges, BotFilter, NewBot
+from summon.domain.lifecycle import Status
+from summon.domain.meeting_urls import PLATFORMS, InvalidMeetingUrl, parse_meeting_url
+from summon.services import bots as service
+
+BOT_ALIASES = (("/api/v1/bot/", "/api/v1/bots/"),)
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_PAGE = 1_000_000
+MAX_QUERY_VALUE = 2048
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="Replays the first response for 24 h."),
+]
+
+
+async def create_bot(request: Request, body: BotCreate, idempotency_key: IdempotencyKey = None) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request, "create")
+
+    async def run() -> Response:
+        new = NewBot(
+            meeting_url=body.meeting_url,
+            bot_name=body.bot_name,
+            join_at=body.join_at,
+            config=body.stored_config(),
+            metadata=body.metadata,
+        )
+        bot = await service.create_bot(api.ctx, workspace_id, new)
+        return json_ok(bot_json(bot), 201)
+
+    return await api.idempotent(request, workspace_id, run)
+
+
+async def list_bots(
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    join_at_after: Annotated[Timestamp | None, Query()] = None,
+    join_at_before: Annotated[Timestamp | None, Query()] = None,
+    meeting_url: Annotated[str | None, Query(max_length=MAX_QUERY_VALUE)] = None,
+    platform: Annotated[list[str] | None, Query(json_schema_extra={"items": {"enum": list(PLATFORMS)}})] = None,
+    status: Annotated[list[Status] | None, Query()] = None,
+) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request)
+    flt = bot_filter(request)
+    total, bots = await service.list_bots(api.ctx, workspace_id, flt, (page - 1) * page_size, page_size)
+    if page > 1 and (page - 1) * page_size >= total:
+        return json_ok({"detail": "Invalid page."}, 404)
+    base = api.ctx.settings.public_url or str(request.base_url)
+    base = base.rstrip("/") + request.url.path
+
+    def page_url(number: int) -> str:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+        if number > 1:
+            params.append(("page", str(number)))
+        return base + ("?" + urlencode(params) if params else "")
+
+    return json_ok(
+        {
+            "count": total,
+            "next": page_url(page + 1) if page * page_size < total else None,
+            "previous": page_url(page - 1) if page > 1 else None,
+            "results": [bot_json(b) for b in bots],
+        }
+    )
+
+
+def bot_filter(request: Request) -> BotFilter:
+    """The list filters, read from the raw query so every spelling works: repeated ``status=a&
+    status=b``, ``status[]=a``, ``metadata__KEY=V`` and ``metadata[KEY]=V``."""
+    errors: dict[str, list[str]] = {}
+    platforms: list[str] = []
+    states: list[str] = []
+    metadata: dict[str, str] = {}
+    after = before = None
+    meeting_key = None
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value or len(value) > MAX_QUERY_VALUE or len(key) > 100:
+            errors.setdefault(key.replace("\x00", "") or "query", []).append("Invalid query parameter.")
+            continue
+        name = key[:-2] if key.endswith("[]") else key
+        if name == "platform":
+            if value not in PLATFORMS:
+                errors.setdefault("platform", []).append(f'"{value}" is not a valid choice.')
+            platforms.append(value)
+        elif name == "status":
+            if value not in Status.__members__.values():
+                errors.setdefault("status", []).append(f'"{value}" is not a valid choice.')
+            states.append(value)
+        elif name.startswith("metadata__") or (name.startswith("metadata[") and name.endswith("]")):
+            meta_key = name[len("metadata__"):] if name.startswith("metadata__") else name[len("metadata["):-1]
+            if meta_key:
+                metadata[meta_key] = value
+        elif name in ("join_at_after", "join_at_before"):
+            try:
+                when: datetime = parse_timestamp(value)
+            except ValueError as exc:
+                errors.setdefault(name, []).append(str(exc))
+                continue
+            after, before = (when, before) if name == "join_at_after" else (after, when)
+        elif name == "meeting_url":
+            try:
+                meeting_key = parse_meeting_url(value).key
+            except InvalidMeetingUrl:
+                meeting_key = "invalid:"  # matches nothing: no stored bot has an unparsable link
+    if errors:
+        raise RequestInvalid(errors)
+    return BotFilter(
+        join_at_after=after,
+        join_at_before=before,
+        meeting_key=meeting_key,
+        platforms=platforms,
+        states=states,
+        metadata=metadata,
+    )
+
+
+async def retrieve_bot(request: Request, id: str) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request)
+    bot = await service.get_bot(api.ctx, workspace_id, parse_id(id))
+    return json_ok(bot_json(bot))
+
+
+async def update_bot(request: Request, id: str, body: BotUpdate, idempotency_key: IdempotencyKey = None) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request)
+    bot_id = parse_id(id)
+
+    async def run() -> Response:
+        sent = body.changed_fields()
+        changes = BotChanges(
+            sent=frozenset(sent),
+            meeting_url=body.meeting_url,
+            bot_name=body.bot_name,
+            join_at=body.join_at,
+            config=body.stored_config_patch(),
+            metadata=body.metadata if "metadata" in sent else None,
+        )
+        bot = await service.update_bot(api.ctx, workspace_id, bot_id, changes)
+        return json_ok(bot_json(bot))
+
+    return await api.idempotent(request, workspace_id, run)
+
+
+async def delete_bot(request: Request, id: str) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request)
+    bot = await service.delete_bot(api.ctx, workspace_id, parse_id(id))
+    return json_ok({"id": str(bot.id), "deleted": True})
+
+
+async def leave_call(request: Request, id: str, idempotency_key: IdempotencyKey = None) -> Response:
+    api = api_of(request)
+    workspace_id = await api.guard(request)
+    bot_id = parse_id(id)
+
+    async def run() -> Response:
+        bot = await service.leave_call(api.ctx, workspace_id, bot_id)
+        return json_ok(bot_json(bot))
+
+    return await api.idempotent(request, workspace_id, run)
+
+
+async def parse_url(request: Request, body: MeetingUrlParse) -> Response:
+    api = api_of(request)
+    await api.guard(request)
+    meeting, supported = service.describe_meeting_url(api.ctx, body.url)
+    return json_ok({"meeting_url": meeting.to_dict(), "supported": supported})
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["bot"], route_class=SummonRoute)
+    add = add_route
+    add(r, "/api/v1/bot/", create_bot, ["POST"], aliases=BOT_ALIASES, status_code=201,
+        response_model=BotOut, responses=responses(409, 422, 507), summary="Create Bot", operation_id="bot_create")
+    add(r, "/api/v1/bot/", list_bots, ["GET"], aliases=BOT_ALIASES, response_model=BotPage,
+        responses=responses(404), summary="List Bots", operation_id="bot_list",
+        openapi_extra={"parameters": [METADATA_PARAM]})
+    add(r, "/api/v1/bot/{id}/", retrieve_bot, ["GET"], aliases=BOT_ALIASES, response_model=BotOut,
+        responses=responses(404), summary="Retrieve Bot", operation_id="bot_retrieve")
+    add(r, "/api/v1/bot/{id}/", update_bot, ["PATCH"], aliases=BOT_ALIASES, response_model=BotOut,
+        responses=responses(404, 409, 422), summary="Update Scheduled Bot", operation_id="bot_partial_update")
+    add(r, "/api/v1/bot/{id}/", delete_bot, ["DELETE"], aliases=BOT_ALIASES, response_model=BotDeleted,
+        responses=responses(404, 405, 409), summary="Delete Scheduled Bot", operation_id="bot_destroy")
+    add(r, "/api/v1/bot/{id}/leave_call/", leave_call, ["POST"], aliases=BOT_ALIASES, response_model=BotOut,
+        responses=responses(404, 409, 422), summary="Remove Bot From Call", operation_id="bot_leave_call_create")
+    add(r, "/api/v1/meeting_url/parse/", parse_url, ["POST"], response_model=MeetingUrlParsed,
+        responses=responses(), summary="Parse Meeting URL", operation_id="meeting_url_parse")
+    return r
+
+
+METADATA_PARAM: dict[str, Any] = {
+    "name": "metadata",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "description": "metadata[KEY]=VALUE (or metadata__KEY=VALUE): bots whose metadata has KEY = VALUE; all must match.",
+    "schema": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 500}},
+}

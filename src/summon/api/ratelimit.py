@@ -1,0 +1,52 @@
+"""Per-workspace rate limits: a sliding window (two fixed windows, the older one weighted by how
+much of it still overlaps the last minute). Memory is two counters per workspace and bucket.
+
+Limits are per process; several API nodes each allow the full rate (documented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+WINDOW_S = 60.0
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    current: int = 0
+    previous: int = 0
+
+
+class RateLimiter:
+    def __init__(self, limits: dict[str, int], monotonic: Callable[[], float]) -> None:
+        self._limits = limits
+        self._monotonic = monotonic
+        self._windows: dict[tuple[UUID, str], _Window] = {}
+
+    def hit(self, workspace_id: UUID, bucket: str) -> float | None:
+        """Count one request; None if allowed, else the seconds to wait before retrying."""
+        limit = self._limits[bucket]
+        now = self._monotonic()
+        w = self._windows.get((workspace_id, bucket))
+        if w is None:
+            w = self._windows[(workspace_id, bucket)] = _Window(start=now)
+        elapsed = now - w.start
+        if elapsed >= WINDOW_S:
+            shifts = int(elapsed // WINDOW_S)
+            w.previous = w.current if shifts == 1 else 0
+            w.current = 0
+            w.start += shifts * WINDOW_S
+            elapsed = now - w.start
+        weight = 1.0 - elapsed / WINDOW_S
+        estimated = w.previous * weight + w.current
+        if estimated + 1 > limit:
+            # Wait until enough of the previous window has slid out (or the window turns over).
+            if w.previous:
+                needed = (estimated + 1 - limit) / w.previous * WINDOW_S
+                return min(max(needed, 0.001), WINDOW_S - elapsed + 0.001)
+            return WINDOW_S - elapsed + 0.001
+        w.current += 1
+        return None

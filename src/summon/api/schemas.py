@@ -1,0 +1,122 @@
+"""Response shapes: the JSON Summon answers with, and the Pydantic models that document it in
+``/openapi.json``. Separate from the domain records and from the tables on purpose."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from summon.clock import isoformat_z
+from summon.domain.bots import Bot
+from summon.domain.lifecycle import Status
+
+
+def bot_json(bot: Bot) -> dict[str, Any]:
+    """The bot object (Recall's shape plus ``state``)."""
+    return {
+        "id": str(bot.id),
+        "meeting_url": bot.meeting_url,
+        "bot_name": bot.bot_name,
+        "join_at": isoformat_z(bot.join_at) if bot.join_at else None,
+        "state": bot.state.value,
+        "status_changes": [
+            {
+                "code": c.code.value,
+                "sub_code": c.sub_code,
+                "message": c.message,
+                "created_at": isoformat_z(c.created_at),
+            }
+            for c in bot.status_changes
+        ],
+        "recordings": [],
+        **bot.config,
+        "calendar_meetings": [],
+        "slack_team": None,
+        "metadata": bot.metadata,
+        "created_at": isoformat_z(bot.created_at),
+        "updated_at": isoformat_z(bot.updated_at),
+    }
+
+
+class StatusChangeOut(BaseModel):
+    code: Status
+    sub_code: str | None
+    message: str | None
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class BotOut(BaseModel):
+    """A bot. Config fields are returned as stored, with Recall's defaults filled in."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    meeting_url: dict[str, Any] = Field(description="The parsed meeting URL (Recall's MeetingUrl object).")
+    bot_name: str
+    join_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    state: Status = Field(description="The current status code (the last status change's code).")
+    status_changes: list[StatusChangeOut]
+    recordings: list[dict[str, Any]]
+    calendar_meetings: list[dict[str, Any]]
+    slack_team: None
+    metadata: dict[str, str | None]
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class BotPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[BotOut]
+
+
+class BotDeleted(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    deleted: Literal[True]
+
+
+class MeetingUrlParsed(BaseModel):
+    meeting_url: dict[str, Any]
+    supported: bool = Field(description="Whether a runtime of this fleet has a driver for the platform.")
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+class RuleError(BaseModel):
+    code: str
+    detail: str
+
+
+FIELD_ERRORS: dict[str, Any] = {
+    "description": 'Validation failed: {"<field>": ["message", …]} (or {"detail": …} for malformed JSON).',
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route may give, for the OpenAPI document."""
+    table: dict[int, dict[str, Any]] = {
+        400: FIELD_ERRORS,
+        401: {"model": ErrorDetail, "description": "Missing or wrong API key."},
+        404: {"model": ErrorDetail, "description": "No such object in this workspace."},
+        405: {"model": RuleError, "description": "Not allowed in the bot's current state."},
+        409: {"model": RuleError, "description": "Conflicting concurrent request (e.g. same Idempotency-Key)."},
+        413: {"model": ErrorDetail, "description": "Body larger than 1 MiB."},
+        422: {"model": RuleError, "description": "Idempotency-Key reused with another body."},
+        429: {"model": RuleError, "description": "Rate limited; see Retry-After."},
+        507: {"model": RuleError, "description": "No capacity; see Retry-After."},
+    }
+    base = (400, 401, 413, 429)
+    return {code: table[code] for code in sorted({*base, *codes})}

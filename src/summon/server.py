@@ -1,0 +1,91 @@
+"""The composition root: settings → store → context → roles, and their start and stop.
+
+``summon serve`` runs every role in one process; ``--roles`` runs a subset. Components are built
+here, at start-up, never at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from summon.abc import Clock
+from summon.api.app import create_app
+from summon.clock import SystemClock
+from summon.services import keys
+from summon.services.context import Context
+from summon.settings import ALL_ROLES, Settings
+from summon.store.migrate import migrate
+from summon.store.sqlalchemy import SqlAlchemyStore
+
+log = logging.getLogger("summon")
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def build_context(settings: Settings, clock: Clock | None = None) -> Context:
+    return Context(store=SqlAlchemyStore(settings.sqlalchemy_url), clock=clock or SystemClock(), settings=settings)
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: Clock | None = None, *, announce_key: bool = True) -> AsyncIterator[Context]:
+    """Migrate, open the store, bootstrap the default workspace; close everything on exit."""
+    prepare_data_dir(settings)
+    await migrate(settings.sqlalchemy_url)
+    ctx = build_context(settings, clock)
+    await ctx.store.start()
+    try:
+        key = await keys.bootstrap(ctx)
+        if key is not None and announce_key:
+            print(
+                "Created workspace 'default'. Its API key is shown only this once:\n"
+                f"    {key}\n"
+                "Use it as: Authorization: Token <key>",
+                flush=True,
+            )
+        yield ctx
+    finally:
+        await ctx.store.close()
+
+
+def build_app(ctx: Context) -> FastAPI:
+    return create_app(ctx)
+
+
+async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
+    unknown = sorted(set(roles) - set(ALL_ROLES))
+    if unknown:
+        raise SystemExit(f"unknown roles: {', '.join(unknown)} (known: {', '.join(ALL_ROLES)})")
+    async with running(settings) as ctx:
+        app = build_app(ctx)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="on",
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        log.info("summon %s on http://%s:%s (roles: %s)", "serving", settings.host, settings.port, ",".join(roles))
+        await server.serve()
+
+
+def run_serve(settings: Settings, roles: Sequence[str]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, roles))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(serve(settings, roles))

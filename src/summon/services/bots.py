@@ -1,0 +1,195 @@
+"""Bot use cases: create, read, list, update, delete, leave.
+
+Each function is one use case and one (fenced) store transaction at its heart. The API, the CLI,
+calendars and mail all come through here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from uuid import UUID, uuid4
+
+from summon.domain.bots import (
+    Bot,
+    BotChanges,
+    BotFilter,
+    NewBot,
+    is_scheduled,
+    join_at_in_past,
+)
+from summon.domain.errors import (
+    BotAlreadyDispatched,
+    CannotCommandCompletedBot,
+    Conflict,
+    FieldInvalid,
+    NotFound,
+    StaleVersion,
+    UpdateBotFailed,
+)
+from summon.domain.events import bot_deleted_event, bot_status_event
+from summon.domain.lifecycle import (
+    FINISHED,
+    IN_MEETING,
+    NOT_JOINED,
+    Status,
+    StatusChange,
+    SubCode,
+    check_transition,
+    initial_status,
+)
+from summon.domain.meeting_urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
+from summon.services.context import Context
+
+log = logging.getLogger(__name__)
+
+MEETING_URL_INVALID = "The meeting_url is malformed, or for an unsupported platform."
+JOIN_AT_PAST = "join_at cannot be in the past."
+#: How often a use case re-reads and retries when another actor moved the bot first.
+FENCE_RETRIES = 5
+
+
+def parse_meeting_url_field(text: str, field: str = "meeting_url") -> MeetingUrl:
+    try:
+        return parse_meeting_url(text)
+    except InvalidMeetingUrl:
+        raise FieldInvalid(field, MEETING_URL_INVALID) from None
+
+
+async def create_bot(ctx: Context, workspace_id: UUID, new: NewBot) -> Bot:
+    """Create a bot: *scheduled* when ``join_at`` is far enough ahead, else ad-hoc (``ready``)."""
+    now = ctx.clock.now()
+    meeting = parse_meeting_url_field(new.meeting_url)
+    if join_at_in_past(new.join_at, now):
+        raise FieldInvalid("join_at", JOIN_AT_PAST)
+    scheduled = is_scheduled(new.join_at, now, ctx.settings.scheduled_threshold_s)
+    status = initial_status(scheduled)
+    change = StatusChange(status, None, None, now)
+    bot = Bot(
+        id=uuid4(),
+        workspace_id=workspace_id,
+        meeting_url=meeting.to_dict(),
+        meeting_url_raw=new.meeting_url,
+        meeting_key=meeting.key,
+        platform=meeting.platform,
+        bot_name=new.bot_name,
+        join_at=new.join_at,
+        scheduled=scheduled,
+        state=status,
+        version=1,
+        config=dict(new.config),
+        metadata=dict(new.metadata),
+        created_at=now,
+        updated_at=now,
+        status_changes=[change],
+    )
+    await ctx.store.insert_bot(bot, [bot_status_event(bot, change)])
+    return bot
+
+
+async def get_bot(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
+    bot = await ctx.store.get_bot(workspace_id, bot_id)
+    if bot is None:
+        raise NotFound("bot", bot_id)
+    return bot
+
+
+async def list_bots(
+    ctx: Context, workspace_id: UUID, flt: BotFilter, offset: int, limit: int
+) -> tuple[int, list[Bot]]:
+    return await ctx.store.list_bots(workspace_id, flt, offset, limit)
+
+
+async def update_bot(ctx: Context, workspace_id: UUID, bot_id: UUID, changes: BotChanges) -> Bot:
+    """PATCH: only a bot still in ``scheduled`` may change; a new ``join_at`` follows the
+    creation rules (not in the past; inside the threshold the bot becomes ad-hoc)."""
+    meeting = (
+        parse_meeting_url_field(changes.meeting_url)
+        if "meeting_url" in changes.sent and changes.meeting_url is not None
+        else None
+    )
+    for _ in range(FENCE_RETRIES):
+        bot = await get_bot(ctx, workspace_id, bot_id)
+        if bot.state is not Status.SCHEDULED:
+            raise UpdateBotFailed(f"Bot is in state {bot.state.value}; only scheduled bots can be updated.")
+        now = ctx.clock.now()
+        updated = replace(bot, version=bot.version + 1, updated_at=now, config={**bot.config, **changes.config})
+        if meeting is not None:
+            updated.meeting_url, updated.meeting_url_raw = meeting.to_dict(), changes.meeting_url or ""
+            updated.meeting_key, updated.platform = meeting.key, meeting.platform
+        if "bot_name" in changes.sent and changes.bot_name is not None:
+            updated.bot_name = changes.bot_name
+        if "metadata" in changes.sent:
+            updated.metadata = dict(changes.metadata or {})
+        if "join_at" in changes.sent:
+            if join_at_in_past(changes.join_at, now):
+                raise FieldInvalid("join_at", JOIN_AT_PAST)
+            updated.join_at = changes.join_at
+            if not is_scheduled(changes.join_at, now, ctx.settings.scheduled_threshold_s):
+                # Too close now to be a scheduled bot: it becomes ad-hoc, still in `scheduled`
+                # until the scheduler (which stages near bots at once) picks it up.
+                updated.scheduled = False
+        try:
+            await ctx.store.save_bot(updated, bot.version)
+        except StaleVersion:
+            continue
+        return updated
+    raise Conflict("The bot changed while it was being updated; retry.")
+
+
+async def delete_bot(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
+    """DELETE: only in ``scheduled``; the bot is gone for good and ``bot.deleted`` is sent."""
+    for _ in range(FENCE_RETRIES):
+        bot = await get_bot(ctx, workspace_id, bot_id)
+        if bot.state is not Status.SCHEDULED:
+            raise BotAlreadyDispatched(
+                f"Bot is in state {bot.state.value}; only scheduled bots can be deleted."
+            )
+        try:
+            await ctx.store.delete_bot(bot, bot.version, [bot_deleted_event(bot, ctx.clock.now())])
+        except StaleVersion:
+            continue
+        return bot
+    raise Conflict("The bot changed while it was being deleted; retry.")
+
+
+async def change_status(
+    ctx: Context, bot: Bot, code: Status, sub_code: str | None = None, message: str | None = None
+) -> Bot:
+    """Move ``bot`` (as read, at ``bot.version``) to ``code``: history row, outbox message and
+    the new state in one fenced transaction. Raises ``IllegalTransition`` or ``StaleVersion``."""
+    status = check_transition(bot.state, code, sub_code)
+    now = ctx.clock.now()
+    change = StatusChange(status, sub_code, message, now)
+    updated = replace(
+        bot,
+        state=status,
+        version=bot.version + 1,
+        updated_at=now,
+        status_changes=[*bot.status_changes, change],
+    )
+    await ctx.store.save_bot(updated, bot.version, change, [bot_status_event(updated, change)])
+    return updated
+
+
+async def leave_call(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
+    """Cancel a bot that has not joined (``done``/``bot_removed_before_join``) or make a bot in
+    a meeting leave (``call_ended``/``bot_received_leave_call``)."""
+    for _ in range(FENCE_RETRIES):
+        bot = await get_bot(ctx, workspace_id, bot_id)
+        if bot.state in FINISHED:
+            raise CannotCommandCompletedBot(f"Bot is in state {bot.state.value}; it has already left.")
+        try:
+            if bot.state in NOT_JOINED:
+                return await change_status(ctx, bot, Status.DONE, SubCode.BOT_REMOVED_BEFORE_JOIN)
+            assert bot.state in IN_MEETING
+            return await change_status(ctx, bot, Status.CALL_ENDED, SubCode.BOT_RECEIVED_LEAVE_CALL)
+        except StaleVersion:
+            continue
+    raise Conflict("The bot changed while it was being told to leave; retry.")
+
+
+def describe_meeting_url(ctx: Context, text: str) -> tuple[MeetingUrl, bool]:
+    """Parse a link for a client: the structured object and whether this fleet can join it."""
+    meeting = parse_meeting_url_field(text, field="url")
+    return meeting, meeting.platform in ctx.supported_platforms()

@@ -1,0 +1,62 @@
+"""One settings class; every field is an environment variable ``SUMMON_<NAME>``.
+
+Documented in README.md ("Configuration"). Nothing here touches the disk: derived paths and
+generated secrets are resolved by :func:`summon.app.prepare_data_dir` at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The roles this version can run (``summon serve --roles``); all of them by default.
+ALL_ROLES: tuple[str, ...] = ("api",)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUMMON_", extra="ignore")
+
+    data_dir: Path = Field(Path(".summon"), description="SQLite file, media, generated secret key")
+    database_url: str | None = Field(
+        None, description="postgresql://… for PostgreSQL (multi-node); default SQLite in data_dir"
+    )
+    public_url: str | None = Field(
+        None, description="Base for absolute URLs (`next`, media); default http://HOST:PORT"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    scheduled_threshold_s: float = Field(600, ge=0, description="join_at at least this far ahead → scheduled bot")
+    stage_lead_s: float = Field(120, ge=0, description="how long before join_at a scheduled bot is staged")
+    pool_size: int = Field(4, ge=0, description="warm slots kept free for ad-hoc bots")
+    max_bots: int | None = Field(None, ge=1, description="total concurrent bot slots (unset: no cap)")
+    late_join_grace_s: float = Field(300, ge=0, description="a missed join_at still joins if at most this late")
+    rate_limits: bool = Field(True, description="`off` disables per-workspace rate limits")
+    rate_limit_create_per_min: int = Field(600, ge=1)
+    rate_limit_other_per_min: int = Field(3000, ge=1)
+    secret_key: str | None = Field(None, description="encrypts secrets at rest; generated into data_dir when unset")
+    auth_cache_s: float = Field(2.0, ge=0, description="how long a verified API key is cached in memory")
+    log_level: str = "info"
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"on", "off"}:
+            return value.strip().lower() == "on"
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: SQLite in the data dir unless ``database_url`` is set."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'summon.db').resolve()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix):]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+        return url
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

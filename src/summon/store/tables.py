@@ -1,0 +1,124 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations must produce exactly this
+(``tests/contract/test_migrations.py`` checks it on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC — the same on SQLite (text) and PostgreSQL."""
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+JSONDoc = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+bots = sa.Table(
+    "bots",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("meeting_url", JSONDoc, nullable=False),
+    sa.Column("meeting_url_raw", sa.Text, nullable=False),
+    sa.Column("meeting_key", sa.String(600), nullable=False),
+    sa.Column("bot_name", sa.String(100), nullable=False),
+    sa.Column("join_at", UTCDateTime, nullable=True),
+    sa.Column("scheduled", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("config", JSONDoc, nullable=False),
+    sa.Column("metadata", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Listing is newest first within a workspace; the id breaks ties so pages are stable.
+    sa.Index("ix_bots_workspace_created", "workspace_id", "created_at", "id"),
+    sa.Index("ix_bots_workspace_meeting", "workspace_id", "meeting_key"),
+    sa.Index("ix_bots_workspace_join_at", "workspace_id", "join_at"),
+    # The scheduler asks "which bots in this state are due by then" — never a full scan.
+    sa.Index("ix_bots_state_join_at", "state", "join_at"),
+)
+
+bot_status_changes = sa.Table(
+    "bot_status_changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bot_id", sa.Uuid, sa.ForeignKey("bots.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("sub_code", sa.String(100), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_bot_status_changes_bot", "bot_id", "id"),
+)
+
+# The transactional outbox: written with the change that caused it; the webhook sender reads it.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("workspace_id", sa.Uuid, nullable=False),
+    sa.Column("bot_id", sa.Uuid, nullable=True),  # no FK: a bot.deleted message outlives its bot
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("dispatched_at", UTCDateTime, nullable=True),
+    sa.Index("ix_outbox_pending", "dispatched_at", "seq"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("scope", sa.String(300), primary_key=True),  # method and path
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),  # null while the first request runs
+    sa.Column("response", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
+)
