@@ -36,7 +36,7 @@ def create_app(ctx: Context, lifespan: Lifespan | None = None) -> FastAPI:
     app.router.route_class = SummonRoute
     app.state.api = Api(ctx)
     errors.install(app)
-    app.include_router(bots.router())
+    bots.register(app.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_: Request) -> Response:

@@ -12,15 +12,19 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from starlette.exceptions import HTTPException
 from fastapi.routing import APIRoute
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class PayloadTooLarge(Exception):
+class PayloadTooLarge(HTTPException):
+    """An HTTP exception on purpose: FastAPI turns any other error while reading a body into a
+    plain 400."""
+
     def __init__(self, limit: int = MAX_BODY_BYTES) -> None:
         self.limit = limit
-        super().__init__(f"Request body is larger than {limit} bytes.")
+        super().__init__(413, f"Request body is larger than {limit} bytes.")
 
 
 def drop_trailing_commas(text: bytes) -> bytes:
@@ -28,6 +32,7 @@ def drop_trailing_commas(text: bytes) -> bytes:
     out = bytearray()
     in_string = escaped = False
     pending_comma: int | None = None  # index in ``out`` of a comma that may be trailing
+    after_value = False  # the last significant byte ended a value (so a comma may follow)
     for byte in text:
         if in_string:
             out.append(byte)
@@ -46,8 +51,9 @@ def drop_trailing_commas(text: bytes) -> bytes:
         pending_comma = None
         if byte == 0x22:
             in_string = True
-        elif byte == 0x2C:
+        elif byte == 0x2C and after_value:
             pending_comma = len(out)
+        after_value = byte not in b"{[,:"
         out.append(byte)
     return bytes(out)
 

@@ -8,10 +8,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from summon.api.body import SummonRoute
 from summon.api.bot_config import BotCreate, BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
 from summon.api.errors import RequestInvalid
-from summon.api.plumbing import add_route, api_of, json_ok, parse_id
+from summon.api.plumbing import Caller, Creator, add_route, api_of, json_ok, parse_id
 from summon.api.schemas import BotDeleted, BotOut, BotPage, MeetingUrlParsed, bot_json, responses
 from summon.domain.bots import BotChanges, BotFilter, NewBot
 from summon.domain.lifecycle import Status
@@ -30,9 +29,10 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def create_bot(request: Request, body: BotCreate, idempotency_key: IdempotencyKey = None) -> Response:
+async def create_bot(
+    request: Request, workspace_id: Creator, body: BotCreate, idempotency_key: IdempotencyKey = None
+) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request, "create")
 
     async def run() -> Response:
         new = NewBot(
@@ -50,6 +50,7 @@ async def create_bot(request: Request, body: BotCreate, idempotency_key: Idempot
 
 async def list_bots(
     request: Request,
+    workspace_id: Caller,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     join_at_after: Annotated[Timestamp | None, Query()] = None,
@@ -59,7 +60,6 @@ async def list_bots(
     status: Annotated[list[Status] | None, Query()] = None,
 ) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request)
     flt = bot_filter(request)
     total, bots = await service.list_bots(api.ctx, workspace_id, flt, (page - 1) * page_size, page_size)
     if page > 1 and (page - 1) * page_size >= total:
@@ -133,16 +133,16 @@ def bot_filter(request: Request) -> BotFilter:
     )
 
 
-async def retrieve_bot(request: Request, id: str) -> Response:
+async def retrieve_bot(request: Request, id: str, workspace_id: Caller) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request)
     bot = await service.get_bot(api.ctx, workspace_id, parse_id(id))
     return json_ok(bot_json(bot))
 
 
-async def update_bot(request: Request, id: str, body: BotUpdate, idempotency_key: IdempotencyKey = None) -> Response:
+async def update_bot(
+    request: Request, id: str, workspace_id: Caller, body: BotUpdate, idempotency_key: IdempotencyKey = None
+) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request)
     bot_id = parse_id(id)
 
     async def run() -> Response:
@@ -161,16 +161,16 @@ async def update_bot(request: Request, id: str, body: BotUpdate, idempotency_key
     return await api.idempotent(request, workspace_id, run)
 
 
-async def delete_bot(request: Request, id: str) -> Response:
+async def delete_bot(request: Request, id: str, workspace_id: Caller) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request)
     bot = await service.delete_bot(api.ctx, workspace_id, parse_id(id))
     return json_ok({"id": str(bot.id), "deleted": True})
 
 
-async def leave_call(request: Request, id: str, idempotency_key: IdempotencyKey = None) -> Response:
+async def leave_call(
+    request: Request, id: str, workspace_id: Caller, idempotency_key: IdempotencyKey = None
+) -> Response:
     api = api_of(request)
-    workspace_id = await api.guard(request)
     bot_id = parse_id(id)
 
     async def run() -> Response:
@@ -180,15 +180,14 @@ async def leave_call(request: Request, id: str, idempotency_key: IdempotencyKey 
     return await api.idempotent(request, workspace_id, run)
 
 
-async def parse_url(request: Request, body: MeetingUrlParse) -> Response:
+async def parse_url(request: Request, _: Caller, body: MeetingUrlParse) -> Response:
     api = api_of(request)
-    await api.guard(request)
     meeting, supported = service.describe_meeting_url(api.ctx, body.url)
     return json_ok({"meeting_url": meeting.to_dict(), "supported": supported})
 
 
-def router() -> APIRouter:
-    r = APIRouter(tags=["bot"], route_class=SummonRoute)
+def register(r: APIRouter) -> None:
+    """Add the bot routes to ``r`` (directly, so ``app.routes`` lists every one of them)."""
     add = add_route
     add(r, "/api/v1/bot/", create_bot, ["POST"], aliases=BOT_ALIASES, status_code=201,
         response_model=BotOut, responses=responses(409, 422, 507), summary="Create Bot", operation_id="bot_create")
@@ -205,7 +204,6 @@ def router() -> APIRouter:
         responses=responses(404, 409, 422), summary="Remove Bot From Call", operation_id="bot_leave_call_create")
     add(r, "/api/v1/meeting_url/parse/", parse_url, ["POST"], response_model=MeetingUrlParsed,
         responses=responses(), summary="Parse Meeting URL", operation_id="meeting_url_parse")
-    return r
 
 
 METADATA_PARAM: dict[str, Any] = {

@@ -112,7 +112,7 @@ def error_response(exc: Exception) -> Response | None:
             retry_after_header(exc.retry_after),
         )
     if isinstance(exc, PayloadTooLarge):
-        return json_response(413, {"detail": str(exc)})
+        return json_response(413, {"detail": exc.detail})
     if isinstance(exc, IllegalTransition):
         log.error("refused %s", exc)
         return json_response(409, {"code": "illegal_transition", "detail": str(exc)})

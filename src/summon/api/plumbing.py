@@ -5,13 +5,14 @@ spelling clients use (with and without the trailing slash, ``/bot/`` and ``/bots
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from summon.api.auth import Authenticator
+from summon.api.body import SummonRoute
 from summon.api.errors import RateLimited, RequestInvalid, error_response
 from summon.api.ratelimit import RateLimiter
 from summon.domain.errors import NotFound
@@ -81,6 +82,22 @@ def api_of(request: Request) -> Api:
     return request.app.state.api  # type: ignore[no-any-return]
 
 
+async def _caller(request: Request) -> UUID:
+    return await api_of(request).guard(request, "other")
+
+
+async def _creator(request: Request) -> UUID:
+    return await api_of(request).guard(request, "create")
+
+
+# Dependencies resolve before the body is validated: a caller without a valid key gets 401,
+# whatever it sent.
+Caller = Annotated[UUID, Depends(_caller)]
+"""The authenticated caller's workspace id (rate-limit bucket "other")."""
+Creator = Annotated[UUID, Depends(_creator)]
+"""The authenticated caller's workspace id (rate-limit bucket "create")."""
+
+
 def canonical_path(path: str) -> str:
     path = path.rstrip("/") + "/"
     return path.replace("/api/v1/bots/", "/api/v1/bot/", 1)
@@ -117,5 +134,10 @@ def add_route(
     for i, spelling in enumerate(spellings):
         for variant in (spelling, spelling.rstrip("/")):
             router.add_api_route(
-                variant, endpoint, methods=methods, include_in_schema=(i == 0 and variant == path), **kwargs
+                variant,
+                endpoint,
+                methods=methods,
+                include_in_schema=(i == 0 and variant == path),
+                route_class_override=SummonRoute,
+                **kwargs,
             )

@@ -41,12 +41,19 @@ class RateLimiter:
             w.start += shifts * WINDOW_S
             elapsed = now - w.start
         weight = 1.0 - elapsed / WINDOW_S
-        estimated = w.previous * weight + w.current
-        if estimated + 1 > limit:
-            # Wait until enough of the previous window has slid out (or the window turns over).
-            if w.previous:
-                needed = (estimated + 1 - limit) / w.previous * WINDOW_S
-                return min(max(needed, 0.001), WINDOW_S - elapsed + 0.001)
-            return WINDOW_S - elapsed + 0.001
+        if w.previous * weight + w.current + 1 > limit:
+            return _wait(limit, w.previous, w.current, elapsed)
         w.current += 1
         return None
+
+
+def _wait(limit: int, previous: int, current: int, elapsed: float) -> float:
+    """Seconds until one more request fits: later in this window, as the previous one slides
+    out, or else some way into the next window, as this one slides out."""
+    room = limit - 1 - current
+    if previous > 0 and room >= 0:
+        in_this_window = WINDOW_S * (1 - room / previous) - elapsed
+        if in_this_window < WINDOW_S - elapsed:
+            return max(in_this_window, 0.0) + 0.001
+    into_next = WINDOW_S * (1 - (limit - 1) / current) if current > 0 else 0.0
+    return WINDOW_S - elapsed + max(into_next, 0.0) + 0.001
