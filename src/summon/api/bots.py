@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from summon.api.bot_config import BotCreate, BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
+from summon.api.bot_config import METADATA_KEY_MAX, METADATA_VALUE_MAX, BotCreate, BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
 from summon.api.errors import RequestInvalid
 from summon.api.plumbing import Caller, Creator, add_route, api_of, json_ok, parse_id
 from summon.api.schemas import BotDeleted, BotOut, BotPage, MeetingUrlParsed, bot_json, responses
@@ -107,8 +107,12 @@ def bot_filter(request: Request) -> BotFilter:
             states.append(value)
         elif name.startswith("metadata__") or (name.startswith("metadata[") and name.endswith("]")):
             meta_key = name[len("metadata__"):] if name.startswith("metadata__") else name[len("metadata["):-1]
-            if meta_key:
-                metadata[meta_key] = value
+            if not 0 < len(meta_key) <= METADATA_KEY_MAX or len(value) > METADATA_VALUE_MAX:
+                errors.setdefault(key, []).append(
+                    f"Metadata keys are 1–{METADATA_KEY_MAX} characters and values at most {METADATA_VALUE_MAX}."
+                )
+                continue
+            metadata[meta_key] = value
         elif name in ("join_at_after", "join_at_before"):
             try:
                 when: datetime = parse_timestamp(value)
@@ -213,5 +217,9 @@ METADATA_PARAM: dict[str, Any] = {
     "style": "deepObject",
     "explode": True,
     "description": "metadata[KEY]=VALUE (or metadata__KEY=VALUE): bots whose metadata has KEY = VALUE; all must match.",
-    "schema": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 500}},
+    "schema": {
+        "type": "object",
+        "propertyNames": {"minLength": 1, "maxLength": METADATA_KEY_MAX},
+        "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX},
+    },
 }

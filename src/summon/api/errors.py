@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from summon.api.body import PayloadTooLarge
 from summon.domain.errors import FieldInvalid, NotFound, RuleViolation
@@ -136,8 +137,21 @@ EXPLAINED = (
 )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
-    async def _explained(_: Request, exc: Exception) -> Response:
+    async def _explained(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            # Each method of a path is its own route, so the router only knows the methods of
+            # the first route that matched the path; Allow must list them all.
+            exc = StarletteHTTPException(405, headers={"Allow": ", ".join(allowed_methods(request))})
         response = error_response(exc)
         assert response is not None
         return response
