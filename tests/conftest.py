@@ -83,17 +83,16 @@ def postgres_url() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file; each test gets a copy (migrating once is faster)."""
     path = tmp_path_factory.mktemp("template") / "summon.db"
-    run_blocking(migrate(f"sqlite+aiosqlite:///{path}"))
+    run_blocking(migrate(f"sqlite:///{path}"))
     return path
 
 
 async def _truncate(url: str) -> None:
     store = SqlAlchemyStore(url)
     await store.start()
+    names = ", ".join(f'"{t.name}"' for t in reversed(metadata.sorted_tables))
     try:
-        async with store._write() as conn:  # test-only reach into the adapter
-            names = ", ".join(f'"{t.name}"' for t in reversed(metadata.sorted_tables))
-            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        await store.run_write(lambda conn: conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE")))
     finally:
         await store.close()
 
@@ -103,7 +102,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         target = tmp_path / "summon.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
-        return f"sqlite+aiosqlite:///{target}"
+        return f"sqlite:///{target}"
     url: str = request.getfixturevalue("postgres_url")
     await _truncate(url)
     return url

@@ -76,6 +76,6 @@ def _has_loop() -> bool:
 
 def isoformat_z(value: datetime) -> str:
     """UTC ISO 8601 with a ``Z`` suffix and microseconds, the form every response uses."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from summon.abc import Clock
 from summon.api.app import create_app
 from summon.clock import SystemClock
+from summon.secretbox import SecretBox, load_or_create_keys
 from summon.services import keys
 from summon.services.context import Context
 from summon.settings import ALL_ROLES, Settings
@@ -32,7 +33,12 @@ def prepare_data_dir(settings: Settings) -> None:
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> Context:
-    return Context(store=SqlAlchemyStore(settings.sqlalchemy_url), clock=clock or SystemClock(), settings=settings)
+    return Context(
+        store=SqlAlchemyStore(settings.sqlalchemy_url),
+        clock=clock or SystemClock(),
+        settings=settings,
+        secrets=SecretBox(load_or_create_keys(settings.secret_key, settings.data_dir)),
+    )
 
 
 @asynccontextmanager

@@ -47,15 +47,13 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The async SQLAlchemy URL: SQLite in the data dir unless ``database_url`` is set."""
+        """The SQLAlchemy URL: SQLite in the data dir unless ``database_url`` is set."""
         url = self.database_url
         if not url:
-            return f"sqlite+aiosqlite:///{(self.data_dir / 'summon.db').resolve()}"
+            return f"sqlite:///{(self.data_dir / 'summon.db').resolve()}"
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url[len(prefix):]
-        if url.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
         return url
 
     def base_url(self) -> str:

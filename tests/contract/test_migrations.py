@@ -14,10 +14,9 @@ async def test_migrated_schema_matches_models(store_url: str) -> None:
     store = SqlAlchemyStore(store_url)
     await store.start()
     try:
-        async with store._write() as conn:
-            diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), metadata)
-            )
+        diff = await store.run_read(
+            lambda conn: compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        )
     finally:
         await store.close()
     assert diff == []

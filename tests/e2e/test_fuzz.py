@@ -40,7 +40,7 @@ def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
 def published_schema() -> dict[str, Any]:
     """The document the app publishes, built in process (the served one must be identical:
     ``test_served_openapi_is_the_published_one``)."""
-    ctx = Context(store=SqlAlchemyStore("sqlite+aiosqlite:///unused.db"), clock=SystemClock(), settings=Settings())
+    ctx = Context(store=SqlAlchemyStore("sqlite:///unused.db"), clock=SystemClock(), settings=Settings())
     return create_app(ctx).openapi()
 
 

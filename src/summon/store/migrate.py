@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from summon.store.sqlalchemy import make_engine
+from summon.store.runners import make_runner
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x53554D4D  # "SUMM"
@@ -45,18 +45,18 @@ def _current(connection: Connection) -> str | None:
 
 async def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema."""
-    engine = make_engine(url, writer=True)
+    runner = make_runner(url)
+    await runner.start()
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        await runner.write(_upgrade)
     finally:
-        await engine.dispose()
+        await runner.close()
 
 
 async def current_revision(url: str) -> str | None:
-    engine = make_engine(url)
+    runner = make_runner(url)
+    await runner.start()
     try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(_current)
+        return await runner.read(_current)
     finally:
-        await engine.dispose()
+        await runner.close()

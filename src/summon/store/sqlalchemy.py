@@ -1,26 +1,20 @@
-"""The store on SQLAlchemy 2 (async): SQLite (aiosqlite) by default, PostgreSQL (asyncpg).
+"""The store on SQLAlchemy 2 Core: SQLite by default, PostgreSQL for many nodes.
 
-Dialect differences stay in this module:
-
-- SQLite has one writer at a time. Writes go through a dedicated one-connection engine whose
-  transactions start with ``BEGIN IMMEDIATE``, so a write never has to upgrade a read lock
-  (which is what makes SQLite answer "database is locked"); reads use a small pool of their own
-  and, with WAL, never wait for the writer. Another process writing to the same file (the CLI
-  while ``serve`` runs) waits on ``busy_timeout``.
-- PostgreSQL uses one pooled engine for both.
+Each public operation is one unit of work — a plain function of a ``Connection`` — run in one
+transaction by a :mod:`runner <summon.store.runners>` (group-committing writer thread on SQLite,
+asyncpg on PostgreSQL). Dialect differences stay in this module and in the runners.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection
 
 from summon.abc import IdempotencyRecord, Store
 from summon.domain.bots import Bot, BotFilter
@@ -28,6 +22,7 @@ from summon.domain.errors import StaleVersion
 from summon.domain.events import OutboxMessage
 from summon.domain.lifecycle import Status, StatusChange
 from summon.domain.workspaces import ApiKey, Workspace
+from summon.store.runners import Job, Runner, is_sqlite, make_runner
 from summon.store.tables import (
     api_keys,
     bot_status_changes,
@@ -37,186 +32,84 @@ from summon.store.tables import (
     workspaces,
 )
 
-SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
-    "PRAGMA cache_size=-16000",
-)
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
-def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> AsyncEngine:
-    """An engine for ``url``; on SQLite ``writer`` selects the single-connection write engine."""
-    if not is_sqlite(url):
-        return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
-    engine = create_async_engine(
-        url,
-        pool_size=1 if writer else pool_size,
-        max_overflow=0,
-        pool_timeout=60,
-        connect_args={"check_same_thread": False},
-    )
-    begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the driver so we decide how BEGIN looks.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin_sql)
-
-    return engine
+T = TypeVar("T")
+_KEY_COLUMNS = (*api_keys.c, workspaces.c.name.label("workspace_name"))
 
 
 class SqlAlchemyStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
-        self._writer: AsyncEngine | None = None
-        self._reader: AsyncEngine | None = None
+        self._runner: Runner = make_runner(url)
 
     async def start(self) -> None:
-        if self._writer is not None:
-            return
-        if self.dialect == "sqlite":
-            self._writer = make_engine(self.url, writer=True)
-            self._reader = make_engine(self.url, pool_size=4)
-        else:
-            self._writer = self._reader = make_engine(self.url, pool_size=10)
+        await self._runner.start()
 
     async def close(self) -> None:
-        engines = {id(e): e for e in (self._writer, self._reader) if e is not None}
-        self._writer = self._reader = None
-        for engine in engines.values():
-            await engine.dispose()
+        await self._runner.close()
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        assert self._writer is not None, "store not started"
-        async with self._writer.begin() as conn:
-            yield conn
+    async def run_write(self, job: Job[T]) -> T:
+        """Run a unit of work in a write transaction (for migrations and maintenance)."""
+        return await self._runner.write(job)
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        assert self._reader is not None, "store not started"
-        async with self._reader.begin() as conn:
-            yield conn
+    async def run_read(self, job: Job[T]) -> T:
+        return await self._runner.read(job)
 
     # -- workspaces and keys -----------------------------------------------------------------
     async def ensure_workspace(self, workspace: Workspace) -> tuple[Workspace, bool]:
-        async with self._write() as conn:
-            row = (await conn.execute(sa.select(workspaces).where(workspaces.c.name == workspace.name))).first()
-            if row is not None:
-                return Workspace(row.id, row.name, row.created_at), False
-            await conn.execute(
-                workspaces.insert().values(id=workspace.id, name=workspace.name, created_at=workspace.created_at)
-            )
-            return workspace, True
+        return await self._runner.write(partial(_ensure_workspace, workspace))
 
     async def workspace_by_name(self, name: str) -> Workspace | None:
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(workspaces).where(workspaces.c.name == name))).first()
+        row = await self._runner.read(partial(_first, sa.select(workspaces).where(workspaces.c.name == name)))
         return None if row is None else Workspace(row.id, row.name, row.created_at)
 
     async def count_workspaces(self) -> int:
-        async with self._read() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(workspaces))).scalar_one())
+        return await self._runner.read(partial(_scalar, sa.select(sa.func.count()).select_from(workspaces)))
 
     async def add_api_key(self, key: ApiKey) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key.id,
-                    workspace_id=key.workspace_id,
-                    key_hash=key.key_hash,
-                    prefix=key.prefix,
-                    created_at=key.created_at,
-                    revoked_at=key.revoked_at,
-                )
-            )
-
-    _KEY_COLUMNS = (*api_keys.c, workspaces.c.name.label("workspace_name"))
+        values = dict(
+            id=key.id, workspace_id=key.workspace_id, key_hash=key.key_hash, prefix=key.prefix,
+            created_at=key.created_at, revoked_at=key.revoked_at,
+        )
+        await self._runner.write(partial(_execute, api_keys.insert().values(**values)))
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         query = (
-            sa.select(*self._KEY_COLUMNS)
+            sa.select(*_KEY_COLUMNS)
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
             .where(api_keys.c.key_hash == key_hash)
         )
-        async with self._read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._runner.read(partial(_first, query))
         return None if row is None else _api_key(row)
 
     async def list_api_keys(self, workspace_id: UUID | None = None) -> list[ApiKey]:
         query = (
-            sa.select(*self._KEY_COLUMNS)
+            sa.select(*_KEY_COLUMNS)
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
             .order_by(api_keys.c.created_at, api_keys.c.id)
         )
         if workspace_id is not None:
             query = query.where(api_keys.c.workspace_id == workspace_id)
-        async with self._read() as conn:
-            return [_api_key(row) for row in await conn.execute(query)]
+        rows = await self._runner.read(partial(_all, query))
+        return [_api_key(row) for row in rows]
 
     async def revoke_api_key(self, key_id: UUID, when: datetime) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(
-                api_keys.update()
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=when)
-            )
-            return result.rowcount == 1
+        statement = (
+            api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=when)
+        )
+        return await self._runner.write(partial(_rowcount, statement)) == 1
 
     # -- bots ------------------------------------------------------------------------------------
     async def insert_bot(self, bot: Bot, messages: Sequence[OutboxMessage]) -> None:
-        async with self._write() as conn:
-            await conn.execute(bots.insert().values(**_bot_row(bot), id=bot.id, workspace_id=bot.workspace_id,
-                                                    created_at=bot.created_at))
-            if bot.status_changes:
-                await conn.execute(
-                    bot_status_changes.insert(), [_change_row(bot.id, c) for c in bot.status_changes]
-                )
-            await _queue(conn, messages)
+        await self._runner.write(partial(_insert_bot, bot, messages))
 
     async def get_bot(self, workspace_id: UUID | None, bot_id: UUID) -> Bot | None:
-        query = sa.select(bots).where(bots.c.id == bot_id)
-        if workspace_id is not None:
-            query = query.where(bots.c.workspace_id == workspace_id)
-        async with self._read() as conn:
-            row = (await conn.execute(query)).first()
-            if row is None:
-                return None
-            history = await _histories(conn, [bot_id])
-        return _bot(row, history.get(bot_id, []))
+        return await self._runner.read(partial(_get_bot, workspace_id, bot_id))
 
     async def list_bots(
         self, workspace_id: UUID, flt: BotFilter, offset: int, limit: int
     ) -> tuple[int, list[Bot]]:
-        conditions = [bots.c.workspace_id == workspace_id, *_filter_conditions(flt)]
-        count_query = sa.select(sa.func.count()).select_from(bots).where(*conditions)
-        page_query = (
-            sa.select(bots)
-            .where(*conditions)
-            .order_by(bots.c.created_at.desc(), bots.c.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        async with self._read() as conn:
-            total = int((await conn.execute(count_query)).scalar_one())
-            rows = (await conn.execute(page_query)).all() if offset < total else []
-            history = await _histories(conn, [r.id for r in rows])
-        return total, [_bot(r, history.get(r.id, [])) for r in rows]
+        return await self._runner.read(partial(_list_bots, workspace_id, flt, offset, limit))
 
     async def save_bot(
         self,
@@ -225,41 +118,17 @@ class SqlAlchemyStore(Store):
         change: StatusChange | None = None,
         messages: Sequence[OutboxMessage] = (),
     ) -> None:
-        async with self._write() as conn:
-            result = await conn.execute(
-                bots.update()
-                .where(bots.c.id == bot.id, bots.c.version == expected_version)
-                .values(**_bot_row(bot))
-            )
-            if result.rowcount != 1:
-                raise StaleVersion(bot.id, expected_version)
-            if change is not None:
-                await conn.execute(bot_status_changes.insert().values(**_change_row(bot.id, change)))
-            await _queue(conn, messages)
+        await self._runner.write(partial(_save_bot, bot, expected_version, change, messages))
 
     async def delete_bot(
         self, bot: Bot, expected_version: int, messages: Sequence[OutboxMessage] = ()
     ) -> None:
-        async with self._write() as conn:
-            # History first: SQLite enforces the cascade only with foreign_keys=ON, and other
-            # tools opening the file may not set it.
-            exists = sa.select(bots.c.id).where(bots.c.id == bot.id, bots.c.version == expected_version)
-            if (await conn.execute(exists)).first() is None:
-                raise StaleVersion(bot.id, expected_version)
-            await conn.execute(bot_status_changes.delete().where(bot_status_changes.c.bot_id == bot.id))
-            await conn.execute(bots.delete().where(bots.c.id == bot.id))
-            await _queue(conn, messages)
+        await self._runner.write(partial(_delete_bot, bot, expected_version, messages))
 
     # -- outbox ----------------------------------------------------------------------------------
     async def pending_messages(self, limit: int) -> list[OutboxMessage]:
-        query = (
-            sa.select(outbox)
-            .where(outbox.c.dispatched_at.is_(None))
-            .order_by(outbox.c.seq)
-            .limit(limit)
-        )
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+        query = sa.select(outbox).where(outbox.c.dispatched_at.is_(None)).order_by(outbox.c.seq).limit(limit)
+        rows = await self._runner.read(partial(_all, query))
         return [
             OutboxMessage(
                 workspace_id=r.workspace_id,
@@ -283,50 +152,173 @@ class SqlAlchemyStore(Store):
         expire_before: datetime,
         abandon_before: datetime,
     ) -> IdempotencyRecord | None:
-        where = (
-            idempotency_keys.c.workspace_id == workspace_id,
-            idempotency_keys.c.scope == scope,
-            idempotency_keys.c.key == key,
+        return await self._runner.write(
+            partial(_idempotency_begin, workspace_id, scope, key, fingerprint, now, expire_before, abandon_before)
         )
-        async with self._write() as conn:
-            row = (await conn.execute(sa.select(idempotency_keys).where(*where))).first()
-            fresh = dict(fingerprint=fingerprint, status_code=None, response=None, created_at=now)
-            if row is None:
-                await conn.execute(
-                    idempotency_keys.insert().values(workspace_id=workspace_id, scope=scope, key=key, **fresh)
-                )
-                return None
-            expired = row.created_at < expire_before
-            abandoned = row.status_code is None and row.created_at < abandon_before
-            if expired or abandoned:
-                await conn.execute(idempotency_keys.update().where(*where).values(**fresh))
-                return None
-            return IdempotencyRecord(row.fingerprint, row.status_code, row.response, row.created_at)
 
     async def idempotency_finish(
         self, workspace_id: UUID, scope: str, key: str, status_code: int, response: bytes
     ) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                idempotency_keys.update()
-                .where(
-                    idempotency_keys.c.workspace_id == workspace_id,
-                    idempotency_keys.c.scope == scope,
-                    idempotency_keys.c.key == key,
-                )
-                .values(status_code=status_code, response=response)
-            )
+        statement = (
+            idempotency_keys.update()
+            .where(*_idempotency_where(workspace_id, scope, key))
+            .values(status_code=status_code, response=response)
+        )
+        await self._runner.write(partial(_execute, statement))
 
     async def idempotency_abort(self, workspace_id: UUID, scope: str, key: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                idempotency_keys.delete().where(
-                    idempotency_keys.c.workspace_id == workspace_id,
-                    idempotency_keys.c.scope == scope,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.status_code.is_(None),
-                )
-            )
+        statement = idempotency_keys.delete().where(
+            *_idempotency_where(workspace_id, scope, key), idempotency_keys.c.status_code.is_(None)
+        )
+        await self._runner.write(partial(_execute, statement))
+
+
+# -- units of work ---------------------------------------------------------------------------------
+def _execute(statement: sa.Executable, conn: Connection) -> None:
+    conn.execute(statement)
+
+
+def _rowcount(statement: sa.Executable, conn: Connection) -> int:
+    return conn.execute(statement).rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+def _first(query: sa.Select[Any], conn: Connection) -> Any:
+    return conn.execute(query).first()
+
+
+def _all(query: sa.Select[Any], conn: Connection) -> list[Any]:
+    return list(conn.execute(query).all())
+
+
+def _scalar(query: sa.Select[Any], conn: Connection) -> int:
+    return int(conn.execute(query).scalar_one())
+
+
+def _ensure_workspace(workspace: Workspace, conn: Connection) -> tuple[Workspace, bool]:
+    row = conn.execute(sa.select(workspaces).where(workspaces.c.name == workspace.name)).first()
+    if row is not None:
+        return Workspace(row.id, row.name, row.created_at), False
+    conn.execute(workspaces.insert().values(id=workspace.id, name=workspace.name, created_at=workspace.created_at))
+    return workspace, True
+
+
+# Statements built once; executions only bind parameters (the compiled form is cached).
+_INSERT_BOT = bots.insert()
+_INSERT_CHANGE = bot_status_changes.insert()
+_INSERT_MESSAGE = outbox.insert()
+_SAVE_BOT = (
+    bots.update()
+    .where(bots.c.id == sa.bindparam("match_id"), bots.c.version == sa.bindparam("match_version"))
+)
+
+
+def _insert_bot(bot: Bot, messages: Sequence[OutboxMessage], conn: Connection) -> None:
+    conn.execute(
+        _INSERT_BOT, {**_bot_row(bot), "id": bot.id, "workspace_id": bot.workspace_id, "created_at": bot.created_at}
+    )
+    if bot.status_changes:
+        conn.execute(_INSERT_CHANGE, [_change_row(bot.id, c) for c in bot.status_changes])
+    _queue(conn, messages)
+
+
+def _get_bot(workspace_id: UUID | None, bot_id: UUID, conn: Connection) -> Bot | None:
+    query = sa.select(bots).where(bots.c.id == bot_id)
+    if workspace_id is not None:
+        query = query.where(bots.c.workspace_id == workspace_id)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return _bot(row, _histories(conn, [bot_id]).get(bot_id, []))
+
+
+def _list_bots(workspace_id: UUID, flt: BotFilter, offset: int, limit: int, conn: Connection) -> tuple[int, list[Bot]]:
+    conditions = [bots.c.workspace_id == workspace_id, *_filter_conditions(flt)]
+    total = int(conn.execute(sa.select(sa.func.count()).select_from(bots).where(*conditions)).scalar_one())
+    if offset >= total:
+        return total, []
+    rows = conn.execute(
+        sa.select(bots)
+        .where(*conditions)
+        .order_by(bots.c.created_at.desc(), bots.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    history = _histories(conn, [r.id for r in rows])
+    return total, [_bot(r, history.get(r.id, [])) for r in rows]
+
+
+def _save_bot(
+    bot: Bot,
+    expected_version: int,
+    change: StatusChange | None,
+    messages: Sequence[OutboxMessage],
+    conn: Connection,
+) -> None:
+    result = conn.execute(_SAVE_BOT, {**_bot_row(bot), "match_id": bot.id, "match_version": expected_version})
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleVersion(bot.id, expected_version)
+    if change is not None:
+        conn.execute(_INSERT_CHANGE, _change_row(bot.id, change))
+    _queue(conn, messages)
+
+
+def _delete_bot(bot: Bot, expected_version: int, messages: Sequence[OutboxMessage], conn: Connection) -> None:
+    exists = sa.select(bots.c.id).where(bots.c.id == bot.id, bots.c.version == expected_version)
+    if conn.execute(exists).first() is None:
+        raise StaleVersion(bot.id, expected_version)
+    # History first: SQLite enforces the cascade only with foreign_keys=ON, and other tools
+    # opening the file may not set it.
+    conn.execute(bot_status_changes.delete().where(bot_status_changes.c.bot_id == bot.id))
+    conn.execute(bots.delete().where(bots.c.id == bot.id))
+    _queue(conn, messages)
+
+
+def _idempotency_where(workspace_id: UUID, scope: str, key: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        idempotency_keys.c.workspace_id == workspace_id,
+        idempotency_keys.c.scope == scope,
+        idempotency_keys.c.key == key,
+    )
+
+
+def _idempotency_begin(
+    workspace_id: UUID,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    expire_before: datetime,
+    abandon_before: datetime,
+    conn: Connection,
+) -> IdempotencyRecord | None:
+    where = _idempotency_where(workspace_id, scope, key)
+    row = conn.execute(sa.select(idempotency_keys).where(*where).with_for_update()).first()
+    fresh = dict(fingerprint=fingerprint, status_code=None, response=None, created_at=now)
+    if row is None:
+        # Two nodes may race to claim the same new key: the primary key decides, the loser
+        # reads the winner's claim.
+        inserted = conn.execute(
+            _insert_ignore(conn, idempotency_keys).values(workspace_id=workspace_id, scope=scope, key=key, **fresh)
+        )
+        if inserted.rowcount == 1:  # type: ignore[attr-defined]
+            return None
+        row = conn.execute(sa.select(idempotency_keys).where(*where)).one()
+    expired = row.created_at < expire_before
+    abandoned = row.status_code is None and row.created_at < abandon_before
+    if expired or abandoned:
+        conn.execute(idempotency_keys.update().where(*where).values(**fresh))
+        return None
+    return IdempotencyRecord(row.fingerprint, row.status_code, row.response, row.created_at)
+
+
+def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 # -- row mapping ---------------------------------------------------------------------------------
@@ -391,7 +383,7 @@ def _bot(row: Any, history: list[StatusChange]) -> Bot:
     )
 
 
-async def _histories(conn: AsyncConnection, bot_ids: list[UUID]) -> dict[UUID, list[StatusChange]]:
+def _histories(conn: Connection, bot_ids: list[UUID]) -> dict[UUID, list[StatusChange]]:
     if not bot_ids:
         return {}
     query = (
@@ -400,15 +392,15 @@ async def _histories(conn: AsyncConnection, bot_ids: list[UUID]) -> dict[UUID, l
         .order_by(bot_status_changes.c.bot_id, bot_status_changes.c.id)
     )
     out: dict[UUID, list[StatusChange]] = {}
-    for r in await conn.execute(query):
+    for r in conn.execute(query):
         out.setdefault(r.bot_id, []).append(StatusChange(Status(r.code), r.sub_code, r.message, r.created_at))
     return out
 
 
-async def _queue(conn: AsyncConnection, messages: Sequence[OutboxMessage]) -> None:
+def _queue(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     if messages:
-        await conn.execute(
-            outbox.insert(),
+        conn.execute(
+            _INSERT_MESSAGE,
             [
                 dict(
                     id=m.id,
