@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from summon.clock import FakeClock
+from summon.domain.fleet import Agent
 from summon.services import keys
 from summon.services.context import Context
 from summon.settings import Settings
@@ -137,8 +138,21 @@ async def api_key(ctx: Context) -> str:
     return plaintext
 
 
+async def register_agent(ctx: Context, slots_free: int = 10_000) -> Agent:
+    """What a running fleet agent does: announce itself with its free warm slots."""
+    now = ctx.clock.now()
+    agent = Agent(uuid.uuid4(), "test-agent", ("sandbox",), now, now, slots_free, slots_free)
+    await ctx.store.register_agent(agent)
+    return agent
+
+
 @pytest.fixture
-async def client(ctx: Context, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+async def warm_agent(ctx: Context) -> Agent:
+    return await register_agent(ctx)
+
+
+@pytest.fixture
+async def client(ctx: Context, api_key: str, warm_agent: Agent) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app (in process), authenticated for workspace ``acme``."""
     from summon.api.app import create_app
 

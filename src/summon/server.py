@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,7 +22,9 @@ from summon.clock import SystemClock
 from summon.secretbox import SecretBox, load_or_create_keys
 from summon.services import keys
 from summon.services.context import Context
-from summon.settings import ALL_ROLES, Settings
+from summon.fleet.agent import FleetAgent
+from summon.fleet.scheduler import Scheduler
+from summon.settings import ALL_ROLES, ROLE_ALIASES, Settings
 from summon.store.migrate import migrate
 from summon.store.sqlalchemy import SqlAlchemyStore
 
@@ -66,11 +69,51 @@ def build_app(ctx: Context) -> FastAPI:
     return create_app(ctx)
 
 
-async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
-    unknown = sorted(set(roles) - set(ALL_ROLES))
+def normalise_roles(roles: Sequence[str]) -> list[str]:
+    named = [ROLE_ALIASES.get(r, r) for r in roles]
+    unknown = sorted(set(named) - set(ALL_ROLES))
     if unknown:
-        raise SystemExit(f"unknown roles: {', '.join(unknown)} (known: {', '.join(ALL_ROLES)})")
-    async with running(settings) as ctx:
+        raise SystemExit(f"unknown roles: {', '.join(unknown)} (known: {', '.join(ALL_ROLES)}, scheduler)")
+    return sorted(set(named))
+
+
+@asynccontextmanager
+async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
+    """This host's fleet agent and its scheduler, for the duration of the block."""
+    settings = ctx.settings
+    if ctx.store.dialect == "sqlite":
+        # One process serves a SQLite file: whatever agent was here before is gone, and its
+        # bots can be recovered now instead of after the agent timeout.
+        await ctx.store.stop_agents(None, ctx.clock.now())
+    agent = FleetAgent(ctx, slots_per_runtime=settings.slots_per_runtime, pool_size=settings.pool_size,
+                       max_bots=settings.max_bots)
+    await agent.start()
+    scheduler = Scheduler(ctx, agent)
+    await scheduler.start()
+    try:
+        yield agent
+    finally:
+        await scheduler.stop()
+        await agent.stop()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
+    roles = normalise_roles(roles)
+    async with running(settings) as ctx, AsyncExitStack() as stack:
+        if "fleet" in roles:
+            await stack.enter_async_context(fleet(ctx))
+        if "api" not in roles:
+            log.info("summon running roles %s", ",".join(roles))
+            await _until_signalled()
+            return
         app = build_app(ctx)
         config = uvicorn.Config(
             app,

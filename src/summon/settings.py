@@ -10,8 +10,11 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The roles this version can run (``summon serve --roles``); all of them by default.
-ALL_ROLES: tuple[str, ...] = ("api",)
+#: The roles this version can run (``summon serve --roles``); all of them by default. ``fleet``
+#: is the agent running bot runtimes on this host together with the scheduler that claims due
+#: bots for it (``scheduler`` is accepted as another name for it).
+ALL_ROLES: tuple[str, ...] = ("api", "fleet")
+ROLE_ALIASES = {"scheduler": "fleet", "worker": "fleet"}
 
 
 class Settings(BaseSettings):
@@ -30,6 +33,7 @@ class Settings(BaseSettings):
     stage_lead_s: float = Field(120, ge=0, description="how long before join_at a scheduled bot is staged")
     pool_size: int = Field(4, ge=0, description="warm slots kept free for ad-hoc bots")
     max_bots: int | None = Field(None, ge=1, description="total concurrent bot slots (unset: no cap)")
+    slots_per_runtime: int = Field(25, ge=1, description="bots one runtime process hosts at most")
     late_join_grace_s: float = Field(300, ge=0, description="a missed join_at still joins if at most this late")
     rate_limits: bool = Field(True, description="`off` disables per-workspace rate limits")
     rate_limit_create_per_min: int = Field(600, ge=1)

@@ -254,7 +254,7 @@ async def test_idempotency_key(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400
 
 
-async def test_rate_limit(ctx: Context, api_key: str) -> None:
+async def test_rate_limit(ctx: Context, api_key: str, warm_agent: object) -> None:
     from summon.api.app import create_app
 
     ctx.settings.rate_limits = True
@@ -294,3 +294,32 @@ async def test_unknown_ids_and_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/nothing/")).status_code == 404
     r = await client.put("/api/v1/bot/")
     assert r.status_code == 405 and r.json() == {"detail": "Method not allowed."}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("send_chat_message", {"message": "hi", "to": "everyone"}),
+        ("start_recording", None),
+        ("stop_recording", None),
+        ("pause_recording", None),
+        ("resume_recording", None),
+    ],
+)
+async def test_commands_need_a_bot_in_a_call(client: httpx.AsyncClient, path: str, body: Any) -> None:
+    bot = await create(client, join_at="2030-01-02T10:00:00Z")
+    r = await client.post(f"/api/v1/bot/{bot['id']}/{path}/", json=body)
+    assert r.status_code == 400 and r.json()["code"] == "cannot_command_unstarted_bot", r.text
+    await client.post(f"/api/v1/bot/{bot['id']}/leave_call/")
+    r = await client.post(f"/api/v1/bots/{bot['id']}/{path}", json=body)
+    assert r.status_code == 400 and r.json()["code"] == "cannot_command_completed_bot", r.text
+
+
+async def test_command_bodies_are_validated(client: httpx.AsyncClient) -> None:
+    bot = await create(client, join_at="2030-01-02T10:00:00Z")
+    r = await client.post(f"/api/v1/bot/{bot['id']}/send_chat_message/", json={"message": "x" * 4097})
+    assert r.status_code == 400 and "message" in r.json()
+    r = await client.post(f"/api/v1/bot/{bot['id']}/output_audio/", json={"kind": "wav", "b64_data": "AAAA"})
+    assert r.status_code == 400 and "kind" in r.json()
+    r = await client.delete(f"/api/v1/bot/{bot['id']}/output_video/")
+    assert r.status_code == 400 and r.json()["code"] == "cannot_command_unstarted_bot"

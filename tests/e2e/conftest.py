@@ -111,6 +111,14 @@ def summon_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.fixture(autouse=True)
+def _close_api_clients() -> Iterator[None]:
+    from tests.e2e.fleet_helpers import Api
+
+    yield
+    Api.close_all()
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = start_service(tmp_path / "data")

@@ -8,7 +8,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from summon.api.bot_config import METADATA_KEY_MAX, METADATA_VALUE_MAX, BotCreate, BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
+from summon.api.bot_config import (
+    METADATA_KEY_MAX,
+    METADATA_VALUE_MAX,
+    BotCreate,
+    ChatMessage,
+    OutputAudio,
+    OutputVideo,
+)
+from summon.api.bot_config import BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
 from summon.api.errors import RequestInvalid
 from summon.api.plumbing import Caller, Creator, add_route, api_of, json_ok, parse_id
 from summon.api.schemas import BotDeleted, BotOut, BotPage, MeetingUrlParsed, bot_json, responses
@@ -184,9 +192,50 @@ async def leave_call(
     return await api.idempotent(request, workspace_id, run)
 
 
+async def send_chat_message(
+    request: Request, id: str, workspace_id: Caller, body: ChatMessage, idempotency_key: IdempotencyKey = None
+) -> Response:
+    return await _command(request, workspace_id, id, "send_chat_message", body.model_dump(mode="json"))
+
+
+async def output_audio(request: Request, id: str, workspace_id: Caller, body: OutputAudio) -> Response:
+    return await _command(request, workspace_id, id, "output_audio", body.model_dump(mode="json"))
+
+
+async def stop_output_audio(request: Request, id: str, workspace_id: Caller) -> Response:
+    return await _command(request, workspace_id, id, "stop_output_audio", {})
+
+
+async def output_video(request: Request, id: str, workspace_id: Caller, body: OutputVideo) -> Response:
+    return await _command(request, workspace_id, id, "output_video", body.model_dump(mode="json"))
+
+
+async def stop_output_video(request: Request, id: str, workspace_id: Caller) -> Response:
+    return await _command(request, workspace_id, id, "stop_output_video", {})
+
+
+def _recording_command(name: str) -> Any:
+    async def handler(request: Request, id: str, workspace_id: Caller) -> Response:
+        return await _command(request, workspace_id, id, name, {})
+
+    handler.__name__ = name
+    return handler
+
+
+async def _command(request: Request, workspace_id: Any, id: str, name: str, args: dict[str, Any]) -> Response:
+    api = api_of(request)
+    bot_id = parse_id(id)
+
+    async def run() -> Response:
+        bot = await service.command_bot(api.ctx, workspace_id, bot_id, name, args)
+        return json_ok(bot_json(bot))
+
+    return await api.idempotent(request, workspace_id, run)
+
+
 async def parse_url(request: Request, _: Caller, body: MeetingUrlParse) -> Response:
     api = api_of(request)
-    meeting, supported = service.describe_meeting_url(api.ctx, body.url)
+    meeting, supported = await service.describe_meeting_url(api.ctx, body.url)
     return json_ok({"meeting_url": meeting.to_dict(), "supported": supported})
 
 
@@ -206,6 +255,24 @@ def register(r: APIRouter) -> None:
         responses=responses(404, 405, 409), summary="Delete Scheduled Bot", operation_id="bot_destroy")
     add(r, "/api/v1/bot/{id}/leave_call/", leave_call, ["POST"], aliases=BOT_ALIASES, response_model=BotOut,
         responses=responses(404, 409, 422), summary="Remove Bot From Call", operation_id="bot_leave_call_create")
+    command_responses = responses(404, 409, 422)
+    add(r, "/api/v1/bot/{id}/send_chat_message/", send_chat_message, ["POST"], aliases=BOT_ALIASES,
+        response_model=BotOut, responses=command_responses, summary="Send Chat Message",
+        operation_id="bot_send_chat_message_create")
+    add(r, "/api/v1/bot/{id}/output_audio/", output_audio, ["POST"], aliases=BOT_ALIASES, response_model=BotOut,
+        responses=command_responses, summary="Output Audio", operation_id="bot_output_audio_create")
+    add(r, "/api/v1/bot/{id}/output_audio/", stop_output_audio, ["DELETE"], aliases=BOT_ALIASES,
+        response_model=BotOut, responses=command_responses, summary="Stop Output Audio",
+        operation_id="bot_output_audio_destroy")
+    add(r, "/api/v1/bot/{id}/output_video/", output_video, ["POST"], aliases=BOT_ALIASES, response_model=BotOut,
+        responses=command_responses, summary="Output Video", operation_id="bot_output_video_create")
+    add(r, "/api/v1/bot/{id}/output_video/", stop_output_video, ["DELETE"], aliases=BOT_ALIASES,
+        response_model=BotOut, responses=command_responses, summary="Stop Output Video",
+        operation_id="bot_output_video_destroy")
+    for name, summary in (("start_recording", "Start Recording"), ("stop_recording", "Stop Recording"),
+                          ("pause_recording", "Pause Recording"), ("resume_recording", "Resume Recording")):
+        add(r, f"/api/v1/bot/{{id}}/{name}/", _recording_command(name), ["POST"], aliases=BOT_ALIASES,
+            response_model=BotOut, responses=command_responses, summary=summary, operation_id=f"bot_{name}_create")
     add(r, "/api/v1/meeting_url/parse/", parse_url, ["POST"], response_model=MeetingUrlParsed,
         responses=responses(), summary="Parse Meeting URL", operation_id="meeting_url_parse")
 

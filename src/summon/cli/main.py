@@ -45,6 +45,17 @@ def serve(host: str | None, port: int | None, roles: str) -> None:
 
 
 @main.command()
+def worker() -> None:
+    """Run only the fleet agent (bot runtimes and the scheduler claiming bots for them), for
+    multi-host fleets on PostgreSQL."""
+    from summon.server import run_serve
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_serve(settings, ["fleet"])
+
+
+@main.command()
 def migrate() -> None:
     """Apply database migrations (serve does this on start too)."""
     from summon.server import prepare_data_dir

@@ -39,6 +39,14 @@ class Bot:
     created_at: datetime
     updated_at: datetime
     status_changes: list[StatusChange] = field(default_factory=list)
+    #: When the scheduler stages it (scheduled bots); None once staged or for ad-hoc bots.
+    stage_at: datetime | None = None
+    #: End of its reserved window (capacity booking); None for ad-hoc bots.
+    window_end: datetime | None = None
+    #: The fleet agent hosting it, or about to.
+    agent_id: UUID | None = None
+    #: A claim on it by ``agent_id`` lasts until then (staging in progress / ad-hoc taken).
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from summon.domain.bots import (
@@ -21,6 +22,7 @@ from summon.domain.bots import (
 from summon.domain.errors import (
     BotAlreadyDispatched,
     CannotCommandCompletedBot,
+    CannotCommandUnstartedBot,
     Conflict,
     FieldInvalid,
     NotFound,
@@ -38,7 +40,9 @@ from summon.domain.lifecycle import (
     check_transition,
     initial_status,
 )
+from summon.domain.fleet import Admission, BotCommand
 from summon.domain.meeting_urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
+from summon.domain.scheduling import AGENT_TIMEOUT, stage_at, window_end, window_start
 from summon.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -65,8 +69,9 @@ async def create_bot(ctx: Context, workspace_id: UUID, new: NewBot) -> Bot:
     scheduled = is_scheduled(new.join_at, now, ctx.settings.scheduled_threshold_s)
     status = initial_status(scheduled)
     change = StatusChange(status, None, None, now)
+    bot_id = uuid4()
     bot = Bot(
-        id=uuid4(),
+        id=bot_id,
         workspace_id=workspace_id,
         meeting_url=meeting.to_dict(),
         meeting_url_raw=new.meeting_url,
@@ -83,8 +88,29 @@ async def create_bot(ctx: Context, workspace_id: UUID, new: NewBot) -> Bot:
         updated_at=now,
         status_changes=[change],
     )
-    await ctx.store.insert_bot(bot, [bot_status_event(bot, change)])
+    if scheduled:
+        assert new.join_at is not None
+        bot.stage_at = stage_at(bot_id, new.join_at, ctx.settings.stage_lead_s)
+        bot.window_end = window_end(new.join_at, bot.config)
+    bot = await ctx.store.insert_bot(bot, [bot_status_event(bot, change)], admission(ctx, bot, now, reserve=True))
+    ctx.signals.notify("fleet" if not scheduled else "schedule")
     return bot
+
+
+def admission(ctx: Context, bot: Bot, now: datetime, *, reserve: bool) -> Admission | None:
+    """What booking ``bot`` requires: a warm slot for an ad-hoc bot (reserved for it when
+    ``reserve``), a window within ``SUMMON_MAX_BOTS`` for a scheduled one."""
+    settings = ctx.settings
+    if not bot.scheduled:
+        return Admission(adhoc_live_since=now - AGENT_TIMEOUT, adhoc_reserve=reserve)
+    if settings.max_bots is None or bot.join_at is None or bot.window_end is None:
+        return None
+    return Admission(
+        scheduled_limit=max(settings.max_bots - settings.pool_size, 0),
+        window_start=window_start(bot.join_at, settings.stage_lead_s),
+        window_end=bot.window_end,
+        exclude_bot=bot.id,
+    )
 
 
 async def get_bot(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
@@ -125,14 +151,22 @@ async def update_bot(ctx: Context, workspace_id: UUID, bot_id: UUID, changes: Bo
             if join_at_in_past(changes.join_at, now):
                 raise FieldInvalid("join_at", JOIN_AT_PAST)
             updated.join_at = changes.join_at
-            if not is_scheduled(changes.join_at, now, ctx.settings.scheduled_threshold_s):
-                # Too close now to be a scheduled bot: it becomes ad-hoc, still in `scheduled`
-                # until the scheduler (which stages near bots at once) picks it up.
+            if changes.join_at is None or not is_scheduled(changes.join_at, now, ctx.settings.scheduled_threshold_s):
+                # Too close now to be a scheduled bot: it becomes ad-hoc and needs a warm slot
+                # (507 when none is free). It stays in `scheduled`, due for staging at once.
                 updated.scheduled = False
+                updated.stage_at, updated.window_end = now, None
+            else:
+                updated.scheduled = True
+                updated.stage_at = stage_at(bot.id, changes.join_at, ctx.settings.stage_lead_s)
+        if updated.scheduled and updated.join_at is not None:
+            updated.window_end = window_end(updated.join_at, updated.config)
+        updated.lease_until = None
         try:
-            await ctx.store.save_bot(updated, bot.version)
+            await ctx.store.save_bot(updated, bot.version, admission=admission(ctx, updated, now, reserve=False))
         except StaleVersion:
             continue
+        ctx.signals.notify("schedule")
         return updated
     raise Conflict("The bot changed while it was being updated; retry.")
 
@@ -154,42 +188,84 @@ async def delete_bot(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
 
 
 async def change_status(
-    ctx: Context, bot: Bot, code: Status, sub_code: str | None = None, message: str | None = None
+    ctx: Context,
+    bot: Bot,
+    code: Status,
+    sub_code: str | None = None,
+    message: str | None = None,
+    at: datetime | None = None,
+    **fields: object,
 ) -> Bot:
     """Move ``bot`` (as read, at ``bot.version``) to ``code``: history row, outbox message and
-    the new state in one fenced transaction. Raises ``IllegalTransition`` or ``StaleVersion``."""
+    the new state in one fenced transaction. ``at`` is when it happened (a runtime's clock:
+    the moment joining began), default now; ``fields`` are other bot fields changed with it.
+    Raises ``IllegalTransition`` or ``StaleVersion``."""
     status = check_transition(bot.state, code, sub_code)
     now = ctx.clock.now()
-    change = StatusChange(status, sub_code, message, now)
+    change = StatusChange(status, sub_code, message, at or now)
     updated = replace(
         bot,
         state=status,
         version=bot.version + 1,
         updated_at=now,
         status_changes=[*bot.status_changes, change],
+        **fields,  # type: ignore[arg-type]
     )
     await ctx.store.save_bot(updated, bot.version, change, [bot_status_event(updated, change)])
     return updated
 
 
 async def leave_call(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
-    """Cancel a bot that has not joined (``done``/``bot_removed_before_join``) or make a bot in
-    a meeting leave (``call_ended``/``bot_received_leave_call``)."""
+    """Cancel a bot that has not joined (``done``/``bot_removed_before_join``, at once) or tell
+    a bot in a meeting to leave (its runtime leaves and reports ``call_ended`` with
+    ``bot_received_leave_call``)."""
     for _ in range(FENCE_RETRIES):
         bot = await get_bot(ctx, workspace_id, bot_id)
         if bot.state in FINISHED:
             raise CannotCommandCompletedBot(f"Bot is in state {bot.state.value}; it has already left.")
+        if bot.state in IN_MEETING:
+            await _queue_command(ctx, bot, "leave", {})
+            return bot
         try:
-            if bot.state in NOT_JOINED:
-                return await change_status(ctx, bot, Status.DONE, SubCode.BOT_REMOVED_BEFORE_JOIN)
-            assert bot.state in IN_MEETING
-            return await change_status(ctx, bot, Status.CALL_ENDED, SubCode.BOT_RECEIVED_LEAVE_CALL)
+            done = await change_status(ctx, bot, Status.DONE, SubCode.BOT_REMOVED_BEFORE_JOIN)
         except StaleVersion:
             continue
+        if bot.agent_id is not None and bot.state is not Status.SCHEDULED:
+            await _queue_command(ctx, bot, "leave", {})  # free its slot in the runtime now
+        return done
     raise Conflict("The bot changed while it was being told to leave; retry.")
 
 
-def describe_meeting_url(ctx: Context, text: str) -> tuple[MeetingUrl, bool]:
-    """Parse a link for a client: the structured object and whether this fleet can join it."""
+#: Commands a client may send to a bot in a meeting, by API name.
+BOT_COMMANDS = frozenset({
+    "send_chat_message", "output_audio", "stop_output_audio", "output_video", "stop_output_video",
+    "start_recording", "stop_recording", "pause_recording", "resume_recording",
+})
+
+
+async def command_bot(ctx: Context, workspace_id: UUID, bot_id: UUID, name: str, args: dict[str, object]) -> Bot:
+    """Deliver a command to the runtime of a bot in a meeting (fire and forget: its effects are
+    reported as status changes and events)."""
+    assert name in BOT_COMMANDS, name
+    bot = await get_bot(ctx, workspace_id, bot_id)
+    if bot.state in FINISHED:
+        raise CannotCommandCompletedBot(f"Bot is in state {bot.state.value}; it has already left.")
+    if bot.state not in IN_MEETING or bot.agent_id is None:
+        raise CannotCommandUnstartedBot(f"Bot is in state {bot.state.value}; it is not in a call yet.")
+    await _queue_command(ctx, bot, name, args)
+    return bot
+
+
+async def _queue_command(ctx: Context, bot: Bot, name: str, args: dict[str, object]) -> None:
+    if bot.agent_id is None:
+        return
+    await ctx.store.queue_command(BotCommand(bot.id, bot.agent_id, name, dict(args), ctx.clock.now()))
+    ctx.signals.notify("fleet")
+
+
+async def describe_meeting_url(ctx: Context, text: str) -> tuple[MeetingUrl, bool]:
+    """Parse a link for a client: the structured object and whether a live agent of this fleet
+    has a driver for its platform."""
     meeting = parse_meeting_url_field(text, field="url")
-    return meeting, meeting.platform in ctx.supported_platforms()
+    agents = await ctx.store.live_agents(ctx.clock.now() - AGENT_TIMEOUT)
+    return meeting, any(meeting.platform in agent.platforms for agent in agents)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
 from dataclasses import dataclass, field
 
 from summon.abc import Clock, Store
@@ -17,5 +17,27 @@ class Context:
     settings: Settings
     #: Encrypts secrets kept at rest (webhook secrets, calendar credentials).
     secrets: SecretBox | None = None
-    #: Platforms some runtime of the fleet can serve right now (drivers are plugins).
-    supported_platforms: Callable[[], frozenset[str]] = field(default=lambda: frozenset())
+    #: In-process wake-ups ("schedule", "fleet"): a change tells the loops that wait for it.
+    signals: Signals = field(default_factory=lambda: Signals())
+
+
+class Signals:
+    """Named wake-ups between components of one process. A waiter waits for the next
+    notification after it started waiting (or a timeout): loops re-check their work on wake, so
+    a missed or merged notification costs nothing but latency."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def notify(self, topic: str) -> None:
+        event = self._events.pop(topic, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, topic: str, timeout: float) -> bool:
+        event = self._events.setdefault(topic, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True

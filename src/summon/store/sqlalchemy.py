@@ -18,13 +18,17 @@ from sqlalchemy.engine import Connection
 
 from summon.abc import IdempotencyRecord, Store
 from summon.domain.bots import Bot, BotFilter
-from summon.domain.errors import StaleVersion
+from summon.domain.errors import AdhocPoolExhausted, ScheduledCapacityExhausted, StaleVersion
 from summon.domain.events import OutboxMessage
+from summon.domain.fleet import Admission, Agent, BotCommand
+from summon.domain.scheduling import MAX_WINDOW
 from summon.domain.lifecycle import Status, StatusChange
 from summon.domain.workspaces import ApiKey, Workspace
 from summon.store.runners import Job, Runner, is_sqlite, make_runner
 from summon.store.tables import (
+    agents,
     api_keys,
+    bot_commands,
     bot_status_changes,
     bots,
     idempotency_keys,
@@ -100,8 +104,10 @@ class SqlAlchemyStore(Store):
         return await self._runner.write(partial(_rowcount, statement)) == 1
 
     # -- bots ------------------------------------------------------------------------------------
-    async def insert_bot(self, bot: Bot, messages: Sequence[OutboxMessage]) -> None:
-        await self._runner.write(partial(_insert_bot, bot, messages))
+    async def insert_bot(
+        self, bot: Bot, messages: Sequence[OutboxMessage], admission: Admission | None = None
+    ) -> Bot:
+        return await self._runner.write(partial(_insert_bot, bot, messages, admission))
 
     async def get_bot(self, workspace_id: UUID | None, bot_id: UUID) -> Bot | None:
         return await self._runner.read(partial(_get_bot, workspace_id, bot_id))
@@ -117,13 +123,76 @@ class SqlAlchemyStore(Store):
         expected_version: int,
         change: StatusChange | None = None,
         messages: Sequence[OutboxMessage] = (),
+        admission: Admission | None = None,
     ) -> None:
-        await self._runner.write(partial(_save_bot, bot, expected_version, change, messages))
+        await self._runner.write(partial(_save_bot, bot, expected_version, change, messages, admission))
 
     async def delete_bot(
         self, bot: Bot, expected_version: int, messages: Sequence[OutboxMessage] = ()
     ) -> None:
         await self._runner.write(partial(_delete_bot, bot, expected_version, messages))
+
+    # -- scheduling and fleet ----------------------------------------------------------------------
+    async def next_stage_at(self) -> datetime | None:
+        query = sa.select(sa.func.min(bots.c.stage_at)).where(bots.c.state == "scheduled")
+        return await self._runner.read(partial(_scalar_value, query))  # type: ignore[no-any-return]
+
+    async def claim_due_bots(self, agent_id: UUID, now: datetime, lease_until: datetime, limit: int) -> list[Bot]:
+        return await self._runner.write(partial(_claim_due, agent_id, now, lease_until, limit))
+
+    async def take_assigned_bots(self, agent_id: UUID, lease_until: datetime, limit: int) -> list[Bot]:
+        return await self._runner.write(partial(_take_assigned, agent_id, lease_until, limit))
+
+    async def orphaned_bots(self, live_since: datetime, states: Sequence[str], limit: int) -> list[Bot]:
+        live = sa.select(agents.c.id).where(agents.c.heartbeat_at >= live_since, agents.c.stopped_at.is_(None))
+        query = (
+            sa.select(bots)
+            .where(bots.c.state.in_(list(states)), sa.or_(bots.c.agent_id.is_(None), bots.c.agent_id.not_in(live)))
+            .order_by(bots.c.join_at)
+            .limit(limit)
+        )
+        return await self._runner.read(partial(_bots_with_history, query))
+
+    async def register_agent(self, agent: Agent) -> None:
+        values = dict(
+            id=agent.id, name=agent.name, platforms=list(agent.platforms), started_at=agent.started_at,
+            heartbeat_at=agent.heartbeat_at, stopped_at=agent.stopped_at, slots_free=agent.slots_free,
+            slots_total=agent.slots_total, reserved=agent.reserved,
+        )
+        await self._runner.write(partial(_execute, agents.insert().values(**values)))
+
+    async def heartbeat_agent(self, agent_id: UUID, now: datetime, slots_free: int, slots_total: int) -> None:
+        statement = (
+            agents.update()
+            .where(agents.c.id == agent_id)
+            .values(heartbeat_at=now, slots_free=slots_free, slots_total=slots_total)
+        )
+        await self._runner.write(partial(_execute, statement))
+
+    async def stop_agents(self, agent_ids: Sequence[UUID] | None, now: datetime) -> None:
+        statement = agents.update().where(agents.c.stopped_at.is_(None)).values(stopped_at=now, slots_free=0)
+        if agent_ids is not None:
+            statement = statement.where(agents.c.id.in_(list(agent_ids)))
+        await self._runner.write(partial(_execute, statement))
+
+    async def live_agents(self, live_since: datetime) -> list[Agent]:
+        query = sa.select(agents).where(agents.c.heartbeat_at >= live_since, agents.c.stopped_at.is_(None))
+        rows = await self._runner.read(partial(_all, query))
+        return [
+            Agent(r.id, r.name, tuple(r.platforms), r.started_at, r.heartbeat_at, r.slots_free, r.slots_total,
+                  r.reserved, r.stopped_at)
+            for r in rows
+        ]
+
+    async def queue_command(self, command: BotCommand) -> None:
+        values = dict(
+            bot_id=command.bot_id, agent_id=command.agent_id, name=command.name, args=command.args,
+            created_at=command.created_at,
+        )
+        await self._runner.write(partial(_execute, bot_commands.insert().values(**values)))
+
+    async def take_commands(self, agent_id: UUID, now: datetime, limit: int) -> list[BotCommand]:
+        return await self._runner.write(partial(_take_commands, agent_id, now, limit))
 
     # -- outbox ----------------------------------------------------------------------------------
     async def pending_messages(self, limit: int) -> list[OutboxMessage]:
@@ -212,13 +281,16 @@ _SAVE_BOT = (
 )
 
 
-def _insert_bot(bot: Bot, messages: Sequence[OutboxMessage], conn: Connection) -> None:
+def _insert_bot(bot: Bot, messages: Sequence[OutboxMessage], admission: Admission | None, conn: Connection) -> Bot:
+    if admission is not None:
+        bot = _admit(conn, bot, admission)
     conn.execute(
         _INSERT_BOT, {**_bot_row(bot), "id": bot.id, "workspace_id": bot.workspace_id, "created_at": bot.created_at}
     )
     if bot.status_changes:
         conn.execute(_INSERT_CHANGE, [_change_row(bot.id, c) for c in bot.status_changes])
     _queue(conn, messages)
+    return bot
 
 
 def _get_bot(workspace_id: UUID | None, bot_id: UUID, conn: Connection) -> Bot | None:
@@ -252,8 +324,11 @@ def _save_bot(
     expected_version: int,
     change: StatusChange | None,
     messages: Sequence[OutboxMessage],
+    admission: Admission | None,
     conn: Connection,
 ) -> None:
+    if admission is not None:
+        bot = _admit(conn, bot, admission)
     result = conn.execute(_SAVE_BOT, {**_bot_row(bot), "match_id": bot.id, "match_version": expected_version})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleVersion(bot.id, expected_version)
@@ -271,6 +346,130 @@ def _delete_bot(bot: Bot, expected_version: int, messages: Sequence[OutboxMessag
     conn.execute(bot_status_changes.delete().where(bot_status_changes.c.bot_id == bot.id))
     conn.execute(bots.delete().where(bots.c.id == bot.id))
     _queue(conn, messages)
+
+
+#: States in which a bot holds (or will hold) a reserved window of fleet capacity.
+RESERVING_STATES = (
+    "scheduled", "staged", "joining_call", "in_waiting_room", "in_call_not_recording",
+    "recording_permission_allowed", "recording_permission_denied", "in_call_recording",
+)
+_CAPACITY_LOCK = 0x53554D31  # "SUM1": serialises capacity bookings on PostgreSQL
+
+
+def _admit(conn: Connection, bot: Bot, admission: Admission) -> Bot:
+    """Check (and for ad-hoc bots, reserve) capacity in the booking's own transaction."""
+    if admission.adhoc_live_since is not None:
+        free = agents.c.slots_free - agents.c.reserved
+        query = (
+            sa.select(agents.c.id)
+            .where(agents.c.heartbeat_at >= admission.adhoc_live_since, agents.c.stopped_at.is_(None), free > 0)
+            .order_by(free.desc(), agents.c.id)
+            .limit(1)
+            .with_for_update()
+        )
+        row = conn.execute(query).first()
+        if row is None:
+            raise AdhocPoolExhausted("Out of adhoc bots -- Please retry in 30 seconds", retry_after=30)
+        if admission.adhoc_reserve:
+            conn.execute(agents.update().where(agents.c.id == row.id).values(reserved=agents.c.reserved + 1))
+            bot.agent_id = row.id
+    if admission.scheduled_limit is not None:
+        assert admission.window_start is not None and admission.window_end is not None and bot.join_at is not None
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CAPACITY_LOCK})
+        lead = bot.join_at - admission.window_start
+        overlapping = (
+            sa.select(sa.func.count())
+            .select_from(bots)
+            .where(
+                bots.c.state.in_(RESERVING_STATES),
+                bots.c.window_end.is_not(None),
+                bots.c.join_at > admission.window_start - MAX_WINDOW,  # bounds the index range
+                bots.c.join_at < admission.window_end + lead,
+                bots.c.window_end > admission.window_start,
+            )
+        )
+        if admission.exclude_bot is not None:
+            overlapping = overlapping.where(bots.c.id != admission.exclude_bot)
+        if int(conn.execute(overlapping).scalar_one()) >= admission.scheduled_limit:
+            raise ScheduledCapacityExhausted(
+                "Every bot slot is booked for part of this bot's window; book another time or raise SUMMON_MAX_BOTS.",
+                retry_after=60,
+            )
+    return bot
+
+
+def _scalar_value(query: sa.Select[Any], conn: Connection) -> Any:
+    return conn.execute(query).scalar()
+
+
+def _bots_with_history(query: sa.Select[Any], conn: Connection) -> list[Bot]:
+    rows = conn.execute(query).all()
+    history = _histories(conn, [r.id for r in rows])
+    return [_bot(r, history.get(r.id, [])) for r in rows]
+
+
+def _claim(conn: Connection, query: sa.Select[Any], agent_id: UUID, lease_until: datetime) -> list[Bot]:
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # concurrent claimers take different rows
+    ids = [r.id for r in conn.execute(query)]
+    if not ids:
+        return []
+    conn.execute(
+        bots.update()
+        .where(bots.c.id.in_(ids))
+        .values(agent_id=agent_id, lease_until=lease_until, version=bots.c.version + 1)
+    )
+    return _bots_with_history(sa.select(bots).where(bots.c.id.in_(ids)).order_by(bots.c.join_at), conn)
+
+
+def _claim_due(agent_id: UUID, now: datetime, lease_until: datetime, limit: int, conn: Connection) -> list[Bot]:
+    query = (
+        sa.select(bots.c.id)
+        .where(
+            bots.c.state == "scheduled",
+            bots.c.stage_at <= now,
+            sa.or_(bots.c.lease_until.is_(None), bots.c.lease_until < now),
+        )
+        .order_by(bots.c.stage_at)
+        .limit(limit)
+    )
+    return _claim(conn, query, agent_id, lease_until)
+
+
+def _take_assigned(agent_id: UUID, lease_until: datetime, limit: int, conn: Connection) -> list[Bot]:
+    query = (
+        sa.select(bots.c.id)
+        .where(bots.c.agent_id == agent_id, bots.c.state == "ready", bots.c.lease_until.is_(None))
+        .order_by(bots.c.created_at)
+        .limit(limit)
+    )
+    taken = _claim(conn, query, agent_id, lease_until)
+    if taken:
+        conn.execute(
+            agents.update()
+            .where(agents.c.id == agent_id)
+            .values(reserved=sa.func.max(agents.c.reserved - len(taken), 0) if conn.dialect.name == "sqlite"
+                    else sa.func.greatest(agents.c.reserved - len(taken), 0))
+        )
+    return taken
+
+
+def _take_commands(agent_id: UUID, now: datetime, limit: int, conn: Connection) -> list[BotCommand]:
+    query = (
+        sa.select(bot_commands)
+        .where(bot_commands.c.agent_id == agent_id, bot_commands.c.delivered_at.is_(None))
+        .order_by(bot_commands.c.seq)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
+    if rows:
+        conn.execute(
+            bot_commands.update().where(bot_commands.c.seq.in_([r.seq for r in rows])).values(delivered_at=now)
+        )
+    return [BotCommand(r.bot_id, r.agent_id, r.name, r.args, r.created_at, r.seq) for r in rows]
 
 
 def _idempotency_where(workspace_id: UUID, scope: str, key: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -349,6 +548,10 @@ def _bot_row(bot: Bot) -> dict[str, Any]:
         config=bot.config,
         metadata=bot.metadata,
         updated_at=bot.updated_at,
+        stage_at=bot.stage_at,
+        window_end=bot.window_end,
+        agent_id=bot.agent_id,
+        lease_until=bot.lease_until,
     )
 
 
@@ -380,6 +583,10 @@ def _bot(row: Any, history: list[StatusChange]) -> Bot:
         created_at=row.created_at,
         updated_at=row.updated_at,
         status_changes=history,
+        stage_at=row.stage_at,
+        window_end=row.window_end,
+        agent_id=row.agent_id,
+        lease_until=row.lease_until,
     )
 
 

@@ -75,12 +75,51 @@ bots = sa.Table(
     sa.Column("metadata", JSONDoc, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Scheduling: when to stage (join_at − lead, spread), the end of the reserved window (for
+    # capacity), the agent hosting (or about to host) the bot, and the claim lease.
+    sa.Column("stage_at", UTCDateTime, nullable=True),
+    sa.Column("window_end", UTCDateTime, nullable=True),
+    sa.Column("agent_id", sa.Uuid, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
     # Listing is newest first within a workspace; the id breaks ties so pages are stable.
     sa.Index("ix_bots_workspace_created", "workspace_id", "created_at", "id"),
     sa.Index("ix_bots_workspace_meeting", "workspace_id", "meeting_key"),
     sa.Index("ix_bots_workspace_join_at", "workspace_id", "join_at"),
     # The scheduler asks "which bots in this state are due by then" — never a full scan.
     sa.Index("ix_bots_state_join_at", "state", "join_at"),
+    sa.Index("ix_bots_state_stage_at", "state", "stage_at"),
+    sa.Index("ix_bots_agent_state", "agent_id", "state"),
+)
+
+# Fleet agents (one per host process running bot runtimes): liveness and free warm slots.
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("platforms", JSONDoc, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
+    sa.Column("slots_free", sa.Integer, nullable=False),
+    sa.Column("slots_total", sa.Integer, nullable=False),
+    # Ad-hoc bots assigned at creation and not yet taken by the agent.
+    sa.Column("reserved", sa.Integer, nullable=False),
+    sa.Index("ix_agents_heartbeat", "heartbeat_at"),
+)
+
+# Commands for bots hosted by some agent (leave, chat, media, recording), from any API node.
+bot_commands = sa.Table(
+    "bot_commands",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bot_id", sa.Uuid, nullable=False),
+    sa.Column("agent_id", sa.Uuid, nullable=False),
+    sa.Column("name", sa.String(50), nullable=False),
+    sa.Column("args", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Index("ix_bot_commands_agent_pending", "agent_id", "delivered_at", "seq"),
 )
 
 bot_status_changes = sa.Table(

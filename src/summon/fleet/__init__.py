@@ -1,0 +1,2 @@
+"""The fleet: the agent that owns this host's bot slots, its runtime processes, and the
+scheduler loop that claims due bots for it."""

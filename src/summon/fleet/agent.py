@@ -1,0 +1,331 @@
+"""The fleet agent: one per host process running bots.
+
+It owns this host's bot slots: keeps ``SUMMON_POOL_SIZE`` warm free slots (runtime processes
+started ahead of need), hands bots to runtimes, writes what runtimes report as fenced status
+changes, takes the ad-hoc bots and commands addressed to it, heartbeats in the ``agents`` table,
+and watches its runtimes: a runtime that exits fails its bots with ``bot_process_crashed``, one
+that stops heartbeating is killed and its bots fail with ``heartbeat_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from summon.domain.bots import Bot
+from summon.domain.errors import StaleVersion
+from summon.domain.fleet import Agent
+from summon.domain.lifecycle import FINISHED, IllegalTransition, Status, SubCode
+from summon.domain.scheduling import CLAIM_LEASE
+from summon.fleet.runtimes import RuntimeProcess
+from summon.services import bots as bot_service
+from summon.services.context import Context
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 2.0
+#: A runtime silent for this long is taken to be hung (it heartbeats every second).
+RUNTIME_SILENCE_S = 10.0
+INTAKE_POLL_S = 0.5
+EventListener = Callable[[str, str, dict[str, Any], float], None]
+
+
+@dataclass(slots=True)
+class Hosted:
+    """A bot this agent runs, with the latest version it wrote (its fencing token)."""
+
+    bot: Bot
+    runtime: RuntimeProcess
+    report_staged: bool
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class FleetAgent:
+    def __init__(self, ctx: Context, *, slots_per_runtime: int, pool_size: int, max_bots: int | None,
+                 name: str | None = None) -> None:
+        self.ctx = ctx
+        self.id: UUID = uuid4()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.slots_per_runtime = max(1, slots_per_runtime)
+        self.pool_size = pool_size
+        self.max_bots = max_bots
+        self.listeners: list[EventListener] = []
+        self._runtimes: list[RuntimeProcess] = []
+        self._hosted: dict[str, Hosted] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._spawning = 0
+        self._stopping = False
+
+    # -- capacity ------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return sum(r.capacity for r in self._runtimes)
+
+    @property
+    def free_slots(self) -> int:
+        return sum(r.free for r in self._runtimes if r.alive and not r.exiting)
+
+    @property
+    def hosted_count(self) -> int:
+        return len(self._hosted)
+
+    def room(self) -> int:
+        """How many more bots this agent may take now (spawning runtimes as needed)."""
+        if self._stopping:
+            return 0
+        if self.max_bots is None:
+            return 1_000_000
+        return max(0, self.max_bots - len(self._hosted))
+
+    # -- life ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        now = self.ctx.clock.now()
+        await self.ctx.store.register_agent(
+            Agent(self.id, self.name, ("sandbox",), now, now, 0, 0)
+        )
+        await self._ensure_pool(wait=True)
+        await self._beat()
+        self._loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="agent-heartbeat"),
+            asyncio.create_task(self._intake_loop(), name="agent-intake"),
+            asyncio.create_task(self._watchdog_loop(), name="agent-watchdog"),
+        ]
+        log.info("fleet agent %s started: %d runtime(s), %d free slots", self.name, len(self._runtimes), self.free_slots)
+
+    async def stop(self) -> None:
+        """Stop taking work, let runtimes leave their calls, and say so in the agents table.
+        Bots still staged are picked up again by the next start (or another node)."""
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(r.stop() for r in list(self._runtimes)), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ctx.store.stop_agents([self.id], self.ctx.clock.now())
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- runtimes ------------------------------------------------------------------------------------
+    async def _start_runtime(self, capacity: int) -> RuntimeProcess | None:
+        runtime = RuntimeProcess(capacity, self._on_message, self._on_exit, self.ctx.clock.monotonic)
+        self._spawning += capacity
+        try:
+            await runtime.start()
+            self._runtimes.append(runtime)
+            await runtime.ready.wait()
+        except OSError as exc:
+            log.error("cannot start a runtime: %s", exc)
+            return None
+        finally:
+            self._spawning -= capacity
+        return runtime if runtime.alive else None
+
+    def _may_add(self) -> int:
+        """Slots we may still add by starting runtimes."""
+        if self.max_bots is None:
+            return self.slots_per_runtime
+        return max(0, self.max_bots - self.capacity - self._spawning)
+
+    async def _ensure_pool(self, wait: bool = False) -> None:
+        """Keep at least ``pool_size`` free warm slots (within ``max_bots``)."""
+        starts = []
+        free = self.free_slots + self._spawning
+        while free < self.pool_size and not self._stopping:
+            capacity = min(self.slots_per_runtime, self._may_add())
+            if capacity <= 0:
+                break
+            starts.append(self._start_runtime(capacity))
+            free += capacity
+            self._spawning += 0
+            if not wait:
+                self._spawn_task(starts.pop())
+        if starts:
+            await asyncio.gather(*starts)
+
+    async def _runtime_with_room(self) -> RuntimeProcess | None:
+        while True:
+            candidates = [r for r in self._runtimes if r.alive and not r.exiting and r.free > 0 and r.ready.is_set()]
+            if candidates:
+                # Fill the busiest runtime first: idle ones can then be retired.
+                return min(candidates, key=lambda r: r.free)
+            capacity = min(self.slots_per_runtime, self._may_add())
+            if capacity <= 0:
+                return None
+            if await self._start_runtime(capacity) is None:
+                return None
+
+    # -- hosting -------------------------------------------------------------------------------------
+    async def host(self, bot: Bot, *, report_staged: bool) -> bool:
+        """Give ``bot`` (claimed by this agent, at its current version) to a runtime. With
+        ``report_staged`` its move to ``staged`` is recorded once the driver is ready."""
+        key = str(bot.id)
+        if key in self._hosted:
+            return True
+        runtime = await self._runtime_with_room()
+        if runtime is None:
+            log.error("no slot for bot %s (SUMMON_MAX_BOTS=%s reached)", bot.id, self.max_bots)
+            return False
+        self._hosted[key] = Hosted(bot, runtime, report_staged)
+        runtime.bots.add(key)
+        log.info("bot %s hosted by runtime %s", key, runtime.pid)
+        runtime.send({"op": "stage", "bot": {
+            "bot_id": key,
+            "meeting_url": {**bot.meeting_url, "url": bot.meeting_url_raw},
+            "bot_name": bot.bot_name,
+            "config": bot.config,
+            "join_at": bot.join_at.timestamp() if bot.join_at else None,
+        }})
+        self._spawn_task(self._ensure_pool())
+        return True
+
+    def _on_message(self, runtime: RuntimeProcess, message: dict[str, Any]) -> None:
+        op = message["op"]
+        if op in ("hello", "heartbeat"):
+            return
+        hosted = self._hosted.get(message.get("bot_id", ""))
+        if hosted is None:
+            return
+        if op == "event":
+            for listener in self.listeners:
+                listener(message["bot_id"], message["kind"], message["data"], message["at"])
+            return
+        self._spawn_task(self._serially(hosted, message))
+
+    async def _serially(self, hosted: Hosted, message: dict[str, Any]) -> None:
+        # asyncio locks are fair and tasks start in creation order: one bot's reports are
+        # written in the order the runtime sent them.
+        async with hosted.lock:
+            op = message["op"]
+            if op == "staged":
+                if hosted.report_staged:
+                    await self._record(hosted, Status.STAGED, None, None, None, stage_at=None)
+            elif op == "status":
+                await self._record(hosted, Status(message["code"]), message.get("sub_code"),
+                                   message.get("message"), message.get("at"))
+            elif op == "finished":
+                self._release(hosted)
+            elif op == "command_failed":
+                log.warning("bot %s: command %s refused: %s", hosted.bot.id, message.get("name"), message.get("detail"))
+
+    async def _record(self, hosted: Hosted, code: Status, sub_code: str | None, message: str | None,
+                      at: float | None, **fields: Any) -> None:
+        when = datetime.fromtimestamp(at, UTC) if at is not None else None
+        for _ in range(5):
+            try:
+                hosted.bot = await bot_service.change_status(self.ctx, hosted.bot, code, sub_code, message, when, **fields)
+                return
+            except StaleVersion:
+                fresh = await self.ctx.store.get_bot(None, hosted.bot.id)
+                if fresh is None or fresh.agent_id != self.id or fresh.state in FINISHED:
+                    # Someone else decided about this bot (deleted, cancelled, taken over).
+                    log.info("bot %s changed elsewhere; this agent lets it go", hosted.bot.id)
+                    self._let_go(hosted)
+                    return
+                hosted.bot = fresh
+            except IllegalTransition as exc:
+                log.error("bot %s: runtime reported %s", hosted.bot.id, exc)
+                return
+        log.error("bot %s: could not record %s after retries", hosted.bot.id, code)
+
+    def _let_go(self, hosted: Hosted) -> None:
+        hosted.runtime.send({"op": "command", "bot_id": str(hosted.bot.id), "name": "leave", "args": {}})
+
+    def _release(self, hosted: Hosted) -> None:
+        key = str(hosted.bot.id)
+        self._hosted.pop(key, None)
+        hosted.runtime.bots.discard(key)
+
+    def _on_exit(self, runtime: RuntimeProcess, reason: str) -> None:
+        if runtime in self._runtimes:
+            self._runtimes.remove(runtime)
+        if self._stopping:
+            return
+        sub_code = SubCode.HEARTBEAT_TIMEOUT if reason == "hung" else SubCode.BOT_PROCESS_CRASHED
+        for key in list(runtime.bots):
+            hosted = self._hosted.get(key)
+            if hosted is not None:
+                self._spawn_task(self._fail(hosted, sub_code, f"bot runtime process {runtime.pid} {reason}"))
+        self._spawn_task(self._ensure_pool())
+
+    async def _fail(self, hosted: Hosted, sub_code: str, message: str) -> None:
+        async with hosted.lock:
+            if hosted.bot.state not in FINISHED:
+                await self._record(hosted, Status.FATAL, sub_code, message, None)
+            self._release(hosted)
+
+    # -- loops ---------------------------------------------------------------------------------------
+    async def _beat(self) -> None:
+        await self.ctx.store.heartbeat_agent(self.id, self.ctx.clock.now(), self.free_slots, self.capacity)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            try:
+                await self._beat()
+            except Exception:  # the database may be briefly unavailable; keep beating
+                log.exception("agent heartbeat failed")
+
+    async def _intake_loop(self) -> None:
+        """Ad-hoc bots reserved for this agent, and commands for bots it hosts."""
+        while True:
+            try:
+                await self._take_work()
+            except Exception:
+                log.exception("agent intake failed")
+            await self.ctx.signals.wait("fleet", INTAKE_POLL_S)
+
+    async def _take_work(self) -> None:
+        now = self.ctx.clock.now()
+        room = min(self.room(), max(self.free_slots, 1) + 64)
+        if room > 0:
+            for bot in await self.ctx.store.take_assigned_bots(self.id, now + CLAIM_LEASE, room):
+                report_staged = bot.join_at is not None and bot.join_at > now
+                if not await self.host(bot, report_staged=report_staged):
+                    await self._fail_unhosted(bot)
+        for command in await self.ctx.store.take_commands(self.id, now, 200):
+            hosted = self._hosted.get(str(command.bot_id))
+            if hosted is not None:
+                hosted.runtime.send({"op": "command", "bot_id": str(command.bot_id), "name": command.name,
+                                     "args": command.args})
+
+    async def _fail_unhosted(self, bot: Bot) -> None:
+        with contextlib.suppress(StaleVersion, IllegalTransition):
+            await bot_service.change_status(self.ctx, bot, Status.FATAL, "no_bot_slot_available",
+                                            "the fleet had no free bot slot")
+
+    async def _watchdog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.ctx.clock.monotonic()
+            for runtime in list(self._runtimes):
+                if runtime.alive and not runtime.exiting and now - runtime.last_seen > RUNTIME_SILENCE_S:
+                    log.error("runtime %s silent for %.0f s: killing it", runtime.pid, now - runtime.last_seen)
+                    runtime.hung = True
+                    runtime.kill()
+            await self._retire_idle()
+
+    async def _retire_idle(self) -> None:
+        """Stop runtimes nobody needs: idle, and the pool stays full without them."""
+        for runtime in list(self._runtimes):
+            if runtime.bots or runtime.exiting or not runtime.alive:
+                continue
+            if self.free_slots - runtime.free >= self.pool_size:
+                self._spawn_task(runtime.stop())
+

@@ -1,0 +1,3 @@
+from summon.runtime.process import run
+
+run()

@@ -1,0 +1,119 @@
+"""The runtime process: hosts bot sessions for its agent, over its stdin/stdout pipes.
+
+Started by the fleet agent as ``python -m summon.runtime``. Everything a bot does in a meeting
+happens here (drivers, timers, automatic leave); the agent only relays commands in and events
+out, and watches this process's heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from summon.clock import SystemClock
+from summon.drivers import available_platforms
+from summon.runtime.protocol import HEARTBEAT_S, decode, encode
+from summon.runtime.session import BotSession, BotSpec, SessionCommandError
+from summon.runtime.timing import JoinTimer
+
+log = logging.getLogger("summon.runtime")
+
+
+class Runtime:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._clock = SystemClock()
+        self._timer = JoinTimer(self._clock)
+        self._sessions: dict[str, BotSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- SessionEvents ----------------------------------------------------------------------
+    def status(self, bot_id: str, code: str, sub_code: str | None, message: str | None, at: float) -> None:
+        self._send({"op": "status", "bot_id": bot_id, "code": code, "sub_code": sub_code, "message": message, "at": at})
+
+    def event(self, bot_id: str, kind: str, data: dict[str, Any], at: float) -> None:
+        self._send({"op": "event", "bot_id": bot_id, "kind": kind, "data": data, "at": at})
+
+    def finished(self, bot_id: str) -> None:
+        self._sessions.pop(bot_id, None)
+        self._send({"op": "finished", "bot_id": bot_id})
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _send(self, message: dict[str, Any]) -> None:
+        self._writer.write(encode(message))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def serve(self, reader: asyncio.StreamReader) -> None:
+        self._send({"op": "hello", "pid": os.getpid(), "platforms": sorted(available_platforms())})
+        self._spawn(self._heartbeat())
+        while line := await reader.readline():
+            try:
+                message = decode(line)
+            except ValueError as exc:
+                log.error("bad message from agent: %s", exc)
+                continue
+            op = message["op"]
+            if op == "stage":
+                self._spawn(self._host(BotSpec(**message["bot"])))
+            elif op == "command":
+                self._spawn(self._command(message["bot_id"], message["name"], message.get("args") or {}))
+            elif op == "shutdown":
+                break
+        # stdin closed (the agent is gone) or shutdown: leave every call before exiting.
+        await asyncio.gather(*(s.command("leave", {}) for s in list(self._sessions.values())), return_exceptions=True)
+        await self._writer.drain()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._send({"op": "heartbeat", "at": self._clock.now().timestamp()})
+            await self._writer.drain()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _host(self, spec: BotSpec) -> None:
+        session = BotSession(spec, self, self._clock, self._timer)
+        self._sessions[spec.bot_id] = session
+        await session.stage()
+        if spec.bot_id not in self._sessions:  # staging failed and was reported
+            return
+        self._send({"op": "staged", "bot_id": spec.bot_id})
+        await session.run()
+
+    async def _command(self, bot_id: str, name: str, args: dict[str, Any]) -> None:
+        session = self._sessions.get(bot_id)
+        if session is None:
+            return  # finished meanwhile: nothing to do
+        try:
+            await session.command(name, args)
+        except SessionCommandError as exc:
+            self._send({"op": "command_failed", "bot_id": bot_id, "name": name, "code": exc.code, "detail": exc.detail})
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    runtime = Runtime(writer)
+    await runtime.serve(reader)
+
+
+def run() -> None:
+    logging.basicConfig(level=os.environ.get("SUMMON_LOG_LEVEL", "info").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s runtime[%(process)d] %(name)s: %(message)s")
+    # The agent decides when we stop; Ctrl-C in a terminal reaches the whole process group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        asyncio.run(main())

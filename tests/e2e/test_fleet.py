@@ -1,0 +1,118 @@
+"""Bots joining sandbox meetings for real: runtime processes, the scheduler, the fleet agent."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import KEY_LINE, Service, start_service
+from tests.e2e.fleet_helpers import FAST, Api, codes, iso_in, kill, lateness_ms, runtime_pids
+
+pytestmark = pytest.mark.slow
+TERMINAL = {"done", "fatal"}
+
+
+def start(tmp_path: Path, **env: str) -> tuple[Service, Api]:
+    svc = start_service(tmp_path / "data", {**FAST, **env})
+    key = svc.wait_for_line(KEY_LINE).group(1)
+    svc.wait_ready()
+    return svc, Api(svc.url, key)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    svc, api = start(tmp_path)
+    yield svc, api
+    svc.stop()
+
+
+def test_scheduled_bot_goes_through_every_state_on_time(fleet) -> None:  # type: ignore[no-untyped-def]
+    _, api = fleet
+    bot = api.create(meeting_url="sandbox://standup?participants=alice@0-30,bob@0.5&admit_after=0.3&end_after=1.5",
+                     join_at=iso_in(3), bot_name="Punctual")
+    assert bot["state"] == "scheduled"
+    done = api.wait_state(bot["id"], TERMINAL, timeout=20)
+    assert codes(done) == [
+        "scheduled", "staged", "joining_call", "in_waiting_room", "in_call_not_recording",
+        "in_call_recording", "call_ended", "recording_done", "done",
+    ], done["status_changes"]
+    assert done["status_changes"][6]["sub_code"] == "call_ended_by_host"
+    assert 0 <= lateness_ms(done) < 100
+
+
+def test_adhoc_bot_joins_at_once(fleet) -> None:  # type: ignore[no-untyped-def]
+    _, api = fleet
+    bot = api.create(meeting_url="sandbox://now?participants=alice@0&end_after=0.5")
+    assert bot["state"] == "ready"
+    done = api.wait_state(bot["id"], TERMINAL)
+    assert codes(done)[:2] == ["ready", "joining_call"] and done["state"] == "done"
+    created = bot["created_at"]
+    joining = next(c for c in done["status_changes"] if c["code"] == "joining_call")["created_at"]
+    from tests.e2e.fleet_helpers import parse_ts
+
+    assert (parse_ts(joining) - parse_ts(created)).total_seconds() < 1.0
+
+
+def test_join_failure_and_waiting_room_timeout(fleet) -> None:  # type: ignore[no-untyped-def]
+    _, api = fleet
+    failing = api.create(meeting_url="sandbox://gone?fail=meeting_not_found")
+    stuck = api.create(meeting_url="sandbox://locked?admit_after=never", automatic_leave={"waiting_room_timeout": 30})
+    failed = api.wait_state(failing["id"], TERMINAL)
+    assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "meeting_not_found"
+    api.wait_state(stuck["id"], {"in_waiting_room"})
+
+
+def test_leave_call_and_chat_for_a_bot_in_a_call(fleet) -> None:  # type: ignore[no-untyped-def]
+    _, api = fleet
+    bot = api.create(meeting_url="sandbox://long?participants=alice@0")
+    api.wait_state(bot["id"], {"in_call_recording"})
+    r = api.client.post(f"/api/v1/bot/{bot['id']}/send_chat_message/", json={"message": "hello from the bot"})
+    assert r.status_code == 200, r.text
+    r = api.client.post(f"/api/v1/bot/{bot['id']}/pause_recording/")
+    assert r.status_code == 200
+    api.wait_state(bot["id"], {"in_call_not_recording"})
+    r = api.client.post(f"/api/v1/bot/{bot['id']}/leave_call/")
+    assert r.status_code == 200
+    done = api.wait_state(bot["id"], TERMINAL)
+    ended = next(c for c in done["status_changes"] if c["code"] == "call_ended")
+    assert ended["sub_code"] == "bot_received_leave_call" and done["state"] == "done"
+
+
+def test_crashed_runtime_fails_its_bots_only(tmp_path: Path) -> None:
+    svc, api = start(tmp_path, SUMMON_SLOTS_PER_RUNTIME="1")
+    try:
+        a = api.create(meeting_url="sandbox://a?participants=alice@0")
+        b = api.create(meeting_url="sandbox://b?participants=bob@0")
+        api.wait_state(a["id"], {"in_call_recording"})
+        api.wait_state(b["id"], {"in_call_recording"})
+        host_a = int(svc.wait_for_line(re.compile(rf"bot {a['id']} hosted by runtime (\d+)")).group(1))
+        host_b = int(svc.wait_for_line(re.compile(rf"bot {b['id']} hosted by runtime (\d+)")).group(1))
+        assert host_a != host_b and host_a in runtime_pids(svc.process.pid)
+        kill(host_a)
+        failed = api.wait_state(a["id"], TERMINAL, timeout=30)
+        assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "bot_process_crashed"
+        assert api.get(b["id"])["state"] == "in_call_recording"
+        # The pool is refilled, and new bots still run.
+        c = api.create(meeting_url="sandbox://c?participants=carol@0&end_after=0.5")
+        assert api.wait_state(c["id"], TERMINAL)["state"] == "done"
+    finally:
+        svc.stop()
+
+
+def test_hung_runtime_is_detected_by_heartbeat(tmp_path: Path) -> None:
+    svc, api = start(tmp_path, SUMMON_SLOTS_PER_RUNTIME="1")
+    try:
+        bot = api.create(meeting_url="sandbox://hang?participants=alice@0")
+        api.wait_state(bot["id"], {"in_call_recording"})
+        host = int(svc.wait_for_line(re.compile(rf"bot {bot['id']} hosted by runtime (\d+)")).group(1))
+        kill(host, signal.SIGSTOP)  # alive but silent: only its heartbeats can tell
+        try:
+            failed = api.wait_state(bot["id"], TERMINAL, timeout=30)
+        finally:
+            kill(host, signal.SIGCONT)
+        assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "heartbeat_timeout"
+    finally:
+        svc.stop()
