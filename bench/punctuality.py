@@ -44,12 +44,16 @@ class Sampler(threading.Thread):
         self.pid = pid
         self.peak_service = self.peak_runtimes = 0.0
         self.runtimes_seen = 0
+        self.cpu: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU seconds seen
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.25):
             pids = _procs.tree(self.pid)
             runtimes = [p for p in pids if _procs.is_runtime(p)]
+            for p in pids:
+                seconds = _procs.cpu_seconds(p)
+                self.cpu[p] = (self.cpu.get(p, (seconds, seconds))[0], seconds)
             self.runtimes_seen = max(self.runtimes_seen, len(runtimes))
             self.peak_service = max(self.peak_service, _procs.rss_mb(self.pid))
             self.peak_runtimes = max(self.peak_runtimes, sum(_procs.rss_mb(p) for p in runtimes))
@@ -112,7 +116,6 @@ def main() -> None:
     })
     sampler = Sampler(svc.process.pid)
     sampler.start()
-    cpu_before = {p: _procs.cpu_seconds(p) for p in _procs.tree(svc.process.pid)}
     try:
         started = time.monotonic()
         join_at = datetime.now(UTC) + timedelta(seconds=args.lead + 10 + args.bots / 400)
@@ -121,7 +124,6 @@ def main() -> None:
         created = asyncio.run(create_many(svc.url, svc.key, bodies))
         create_s = time.monotonic() - started
         bots = wait_finished(svc.url, svc.key, {b["id"] for b in created}, timeout=args.lead + 120 + args.bots / 10)
-        cpu_pids = _procs.tree(svc.process.pid)
 
         # Ad-hoc: one at a time, each measured create → joining_call.
         adhoc_ids = []
@@ -132,7 +134,7 @@ def main() -> None:
         adhoc = wait_finished(svc.url, svc.key, set(adhoc_ids), timeout=120)
     finally:
         sampler.stop.set()
-        cpu_after = {p: _procs.cpu_seconds(p) for p in _procs.tree(svc.process.pid)}
+        sampler.join()
         svc.stop()
 
     late_ms, early, failed, staged_offsets = [], 0, 0, []
@@ -140,6 +142,8 @@ def main() -> None:
         changes = {c["code"]: c for c in bot["status_changes"]}
         if "joining_call" not in changes:
             failed += 1
+            last = bot["status_changes"][-1]
+            print(f"not joined: {bot['id']} {last['code']} {last['sub_code']} {last['message']}", file=sys.stderr)
             continue
         lateness = (ts(changes["joining_call"]["created_at"]) - ts(bot["join_at"])).total_seconds() * 1000
         early += lateness < 0
@@ -151,9 +155,9 @@ def main() -> None:
         joining = next((c for c in bot["status_changes"] if c["code"] == "joining_call"), None)
         if joining:
             adhoc_ms.append((ts(joining["created_at"]) - ts(bot["created_at"])).total_seconds() * 1000)
-    cpu_service = cpu_after.get(svc.process.pid, 0) - cpu_before.get(svc.process.pid, 0)
-    cpu_runtimes = sum(v for p, v in cpu_after.items() if p != svc.process.pid) - sum(
-        v for p, v in cpu_before.items() if p != svc.process.pid)
+    used = {p: last - first for p, (first, last) in sampler.cpu.items()}
+    cpu_service = used.get(svc.process.pid, 0.0)
+    cpu_runtimes = sum(v for p, v in used.items() if p != svc.process.pid)
 
     print(f"\nSummon punctuality — {args.bots} sandbox bots sharing one join_at, {os.cpu_count()} CPUs, "
           f"stage lead {args.lead:.0f} s, {args.slots} slots/runtime")

@@ -323,3 +323,21 @@ async def test_command_bodies_are_validated(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400 and "kind" in r.json()
     r = await client.delete(f"/api/v1/bot/{bot['id']}/output_video/")
     assert r.status_code == 400 and r.json()["code"] == "cannot_command_unstarted_bot"
+
+
+async def test_far_future_join_at_is_accepted_without_overflow(client: httpx.AsyncClient, ctx: Context) -> None:
+    ctx.settings.max_bots = 100  # the capacity query does window arithmetic too
+    bot = await create(client, join_at="9999-12-31T23:59:59Z")
+    assert bot["state"] == "scheduled" and bot["join_at"].startswith("9999-12-31T23:59:59")
+    r = await client.patch(f"/api/v1/bot/{bot['id']}/", json={"join_at": "9999-12-31T23:00:00+0000"})
+    assert r.status_code == 200
+
+
+async def test_media_is_write_only(client: httpx.AsyncClient) -> None:
+    jpeg = "/9j/4AAQSkZJRgABAQAAAQABAAD/2Q=="
+    bot = await create(client, join_at="2030-01-02T10:00:00Z",
+                       automatic_video_output={"in_call_recording": {"kind": "jpeg", "b64_data": jpeg}})
+    assert bot["automatic_video_output"]["in_call_recording"]["kind"] == "jpeg"
+    assert "b64_data" not in str(bot["automatic_video_output"])
+    got = (await client.get(f"/api/v1/bot/{bot['id']}/")).json()
+    assert jpeg not in str(got)

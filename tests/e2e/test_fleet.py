@@ -116,3 +116,18 @@ def test_hung_runtime_is_detected_by_heartbeat(tmp_path: Path) -> None:
         assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "heartbeat_timeout"
     finally:
         svc.stop()
+
+
+def test_bots_watch_shows_states_and_lateness(fleet) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e.conftest import summon_cli
+
+    svc, api = fleet
+    bot = api.create(meeting_url="sandbox://watched?participants=alice@0&end_after=0.3", join_at=iso_in(2.5),
+                     bot_name="Watched bot")
+    api.wait_state(bot["id"], {"done"}, timeout=20)
+    env = {**svc.env, "SUMMON_URL": svc.url, "SUMMON_API_KEY": api.client.headers["Authorization"].split()[1],
+           "COLUMNS": "160"}
+    out = summon_cli(env, "bots", "watch", "--once")
+    assert out.returncode == 0, out.stderr
+    assert bot["id"][:8] in out.stdout and "Watched bot" in out.stdout and "done" in out.stdout
+    assert " ms" in out.stdout  # its lateness

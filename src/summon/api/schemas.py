@@ -30,13 +30,29 @@ def bot_json(bot: Bot) -> dict[str, Any]:
             for c in bot.status_changes
         ],
         "recordings": [],
-        **bot.config,
+        **public_config(bot.config),
         "calendar_meetings": [],
         "slack_team": None,
         "metadata": bot.metadata,
         "created_at": isoformat_z(bot.created_at),
         "updated_at": isoformat_z(bot.updated_at),
     }
+
+
+#: Config fields whose media (``b64_data``) is write-only: kept for the runtime, never echoed.
+_MEDIA_FIELDS = ("automatic_audio_output", "automatic_video_output")
+
+
+def public_config(config: dict[str, Any]) -> dict[str, Any]:
+    if not any(config.get(name) for name in _MEDIA_FIELDS):
+        return config
+    return {**config, **{name: _without_media(config.get(name)) for name in _MEDIA_FIELDS}}
+
+
+def _without_media(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_media(v) for k, v in value.items() if k != "b64_data"}
+    return value
 
 
 class StatusChangeOut(BaseModel):

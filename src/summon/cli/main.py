@@ -207,5 +207,25 @@ def bots_get(bot_id: str, url: str, key: str) -> None:
     click.echo(json.dumps(_call("GET", url, key, f"/api/v1/bot/{bot_id}/"), indent=2))
 
 
+@bots.command("watch")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--limit", type=int, default=40, show_default=True, help="How many of the newest bots to show.")
+@click.option("--status", multiple=True, help="Only bots in these states (repeatable).")
+@click.option("--once", is_flag=True, help="Print one table and exit.")
+@with_api
+def bots_watch(interval: float, limit: int, status: tuple[str, ...], once: bool, url: str, key: str) -> None:
+    """A live table of bots, their states and how punctually they joined."""
+    import httpx
+
+    from summon.cli.watch import watch
+
+    try:
+        watch(url, key, interval, limit, status, once)
+    except KeyboardInterrupt:
+        pass
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot read bots from {url}: {exc}") from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -31,21 +31,36 @@ AGENT_TIMEOUT = timedelta(seconds=15)
 CLAIM_LEASE = timedelta(seconds=30)
 
 
+#: The latest instant the scheduling arithmetic works with; later ``join_at`` values (year
+#: 9999 and such, which the API accepts: "no upper limit") saturate here instead of overflowing.
+LATEST = datetime.max.replace(tzinfo=UTC) - 2 * MAX_WINDOW
+
+
+def plus(when: datetime, delta: timedelta) -> datetime:
+    """``when + delta`` saturating at :data:`LATEST` (and at its mirror image going back)."""
+    earliest = datetime.min.replace(tzinfo=UTC) + 2 * MAX_WINDOW
+    try:
+        result = when + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else earliest
+    return min(max(result, earliest), LATEST)
+
+
 def stage_at(bot_id: UUID, join_at: datetime, lead_s: float) -> datetime:
     """When to stage: ``join_at − lead``, plus a stable per-bot share of half the lead."""
     share = (bot_id.int % 10_007) / 10_007
-    return join_at - timedelta(seconds=lead_s) + timedelta(seconds=lead_s * STAGE_SPREAD * share)
+    return plus(join_at, timedelta(seconds=-lead_s + lead_s * STAGE_SPREAD * share))
 
 
 def window_end(join_at: datetime, config: dict[str, Any], calendar_end: datetime | None = None) -> datetime:
     """End of the slot reservation: the calendar event's end, else the expected duration."""
     if calendar_end is not None and calendar_end > join_at:
-        return min(calendar_end, join_at + MAX_WINDOW)
-    return join_at + min(timedelta(seconds=expected_duration(config)), MAX_WINDOW)
+        return min(calendar_end, plus(join_at, MAX_WINDOW))
+    return plus(join_at, min(timedelta(seconds=expected_duration(config)), MAX_WINDOW))
 
 
 def window_start(join_at: datetime, lead_s: float) -> datetime:
-    return join_at - timedelta(seconds=lead_s)
+    return plus(join_at, timedelta(seconds=-lead_s))
 
 
 class Lateness(Enum):

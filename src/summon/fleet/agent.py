@@ -123,9 +123,12 @@ class FleetAgent:
         return task
 
     # -- runtimes ------------------------------------------------------------------------------------
-    async def _start_runtime(self, capacity: int) -> RuntimeProcess | None:
+    async def _start_runtime(self, capacity: int, counted: bool = False) -> RuntimeProcess | None:
+        """Start a runtime of ``capacity`` slots; ``counted`` when the caller already added it
+        to ``_spawning`` (so concurrent pool checks see it at once)."""
         runtime = RuntimeProcess(capacity, self._on_message, self._on_exit, self.ctx.clock.monotonic)
-        self._spawning += capacity
+        if not counted:
+            self._spawning += capacity
         try:
             await runtime.start()
             self._runtimes.append(runtime)
@@ -146,17 +149,13 @@ class FleetAgent:
     async def _ensure_pool(self, wait: bool = False) -> None:
         """Keep at least ``pool_size`` free warm slots (within ``max_bots``)."""
         starts = []
-        free = self.free_slots + self._spawning
-        while free < self.pool_size and not self._stopping:
+        while self.free_slots + self._spawning < self.pool_size and not self._stopping:
             capacity = min(self.slots_per_runtime, self._may_add())
             if capacity <= 0:
                 break
-            starts.append(self._start_runtime(capacity))
-            free += capacity
-            self._spawning += 0
-            if not wait:
-                self._spawn_task(starts.pop())
-        if starts:
+            self._spawning += capacity  # counted now: a concurrent check must not start another
+            starts.append(self._spawn_task(self._start_runtime(capacity, counted=True)))
+        if starts and wait:
             await asyncio.gather(*starts)
 
     async def _runtime_with_room(self) -> RuntimeProcess | None:

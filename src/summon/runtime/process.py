@@ -26,6 +26,7 @@ log = logging.getLogger("summon.runtime")
 class Runtime:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._outgoing: list[bytes] = []
         self._clock = SystemClock()
         self._timer = JoinTimer(self._clock)
         self._sessions: dict[str, BotSession] = {}
@@ -44,7 +45,16 @@ class Runtime:
 
     # -- the loop -------------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:
-        self._writer.write(encode(message))
+        # Batched: at a join instant hundreds of sessions report within one loop iteration;
+        # one write for all of them keeps each session's report (and so the next session's
+        # start) cheap.
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(encode(message))
+
+    def _flush(self) -> None:
+        data, self._outgoing = b"".join(self._outgoing), []
+        self._writer.write(data)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -69,6 +79,7 @@ class Runtime:
                 break
         # stdin closed (the agent is gone) or shutdown: leave every call before exiting.
         await asyncio.gather(*(s.command("leave", {}) for s in list(self._sessions.values())), return_exceptions=True)
+        self._flush()
         await self._writer.drain()
 
     async def _heartbeat(self) -> None:

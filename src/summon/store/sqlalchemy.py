@@ -21,7 +21,7 @@ from summon.domain.bots import Bot, BotFilter
 from summon.domain.errors import AdhocPoolExhausted, ScheduledCapacityExhausted, StaleVersion
 from summon.domain.events import OutboxMessage
 from summon.domain.fleet import Admission, Agent, BotCommand
-from summon.domain.scheduling import MAX_WINDOW
+from summon.domain.scheduling import MAX_WINDOW, plus
 from summon.domain.lifecycle import Status, StatusChange
 from summon.domain.workspaces import ApiKey, Workspace
 from summon.store.runners import Job, Runner, is_sqlite, make_runner
@@ -384,8 +384,8 @@ def _admit(conn: Connection, bot: Bot, admission: Admission) -> Bot:
             .where(
                 bots.c.state.in_(RESERVING_STATES),
                 bots.c.window_end.is_not(None),
-                bots.c.join_at > admission.window_start - MAX_WINDOW,  # bounds the index range
-                bots.c.join_at < admission.window_end + lead,
+                bots.c.join_at > plus(admission.window_start, -MAX_WINDOW),  # bounds the index range
+                bots.c.join_at < plus(admission.window_end, lead),
                 bots.c.window_end > admission.window_start,
             )
         )
