@@ -341,3 +341,9 @@ async def test_media_is_write_only(client: httpx.AsyncClient) -> None:
     assert "b64_data" not in str(bot["automatic_video_output"])
     got = (await client.get(f"/api/v1/bot/{bot['id']}/")).json()
     assert jpeg not in str(got)
+
+
+async def test_unknown_query_parameters_are_refused(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/bot/", params={"stauts": "done"})
+    assert r.status_code == 400 and r.json() == {"stauts": ["Unknown query parameter."]}
+    assert (await client.get("/api/v1/bot/?=x")).status_code == 400

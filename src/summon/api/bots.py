@@ -26,6 +26,7 @@ from summon.domain.meeting_urls import PLATFORMS, InvalidMeetingUrl, parse_meeti
 from summon.services import bots as service
 
 BOT_ALIASES = (("/api/v1/bot/", "/api/v1/bots/"),)
+LIST_PARAMETERS = frozenset({"page", "page_size", "join_at_after", "join_at_before", "meeting_url", "platform", "status"})
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_PAGE = 1_000_000
@@ -133,6 +134,9 @@ def bot_filter(request: Request) -> BotFilter:
                 meeting_key = parse_meeting_url(value).key
             except InvalidMeetingUrl:
                 meeting_key = "invalid:"  # matches nothing: no stored bot has an unparsable link
+        elif name not in LIST_PARAMETERS:
+            # A typo in a filter must not silently return every bot.
+            errors.setdefault(key or "query", []).append("Unknown query parameter.")
     if errors:
         raise RequestInvalid(errors)
     return BotFilter(
