@@ -10,8 +10,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -97,12 +97,19 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
         await agent.stop()
 
 
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: it re-raises a captured SIGTERM when it returns,
+    which would end the process before the fleet has stopped in order. We handle signals."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_stop_signal(callback: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(sig, callback)
 
 
 async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
@@ -112,7 +119,9 @@ async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
             await stack.enter_async_context(fleet(ctx))
         if "api" not in roles:
             log.info("summon running roles %s", ",".join(roles))
-            await _until_signalled()
+            stop = asyncio.Event()
+            _on_stop_signal(stop.set)
+            await stop.wait()
             return
         app = build_app(ctx)
         config = uvicorn.Config(
@@ -126,7 +135,8 @@ async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
             http="httptools",
             server_header=False,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        _on_stop_signal(lambda: setattr(server, "should_exit", True))
         log.info("summon %s on http://%s:%s (roles: %s)", "serving", settings.host, settings.port, ",".join(roles))
         await server.serve()
 

@@ -131,3 +131,28 @@ def test_bots_watch_shows_states_and_lateness(fleet) -> None:  # type: ignore[no
     assert out.returncode == 0, out.stderr
     assert bot["id"][:8] in out.stdout and "Watched bot" in out.stdout and "done" in out.stdout
     assert " ms" in out.stdout  # its lateness
+
+
+def test_graceful_stop_keeps_staged_bots_and_ends_calls_cleanly(tmp_path: Path) -> None:
+    slow = {"SUMMON_STAGE_LEAD_S": "8", "SUMMON_SCHEDULED_THRESHOLD_S": "9"}
+    svc, api = start(tmp_path, **slow)
+    try:
+        in_call = api.create(meeting_url="sandbox://busy?participants=alice@0")
+        staged = api.create(meeting_url="sandbox://later?participants=alice@0&end_after=0.5", join_at=iso_in(10))
+        api.wait_state(in_call["id"], {"in_call_recording"})
+        api.wait_state(staged["id"], {"staged"})
+    finally:
+        svc.stop()  # SIGTERM: a graceful stop
+    again = start_service(tmp_path / "data", {**FAST, **slow})
+    try:
+        again.wait_ready()
+        api = Api(again.url, api.client.headers["Authorization"].split()[1])
+        ended = api.get(in_call["id"])
+        assert ended["state"] == "done", ended["status_changes"]
+        assert next(c for c in ended["status_changes"] if c["code"] == "call_ended")["sub_code"] == "bot_received_leave_call"
+        # The staged bot was not cancelled by the stop: it is staged again and joins on time.
+        done = api.wait_state(staged["id"], {"done", "fatal"}, timeout=60)
+        assert done["state"] == "done" and codes(done).count("joining_call") == 1
+        assert 0 <= lateness_ms(done) < 100
+    finally:
+        again.stop()

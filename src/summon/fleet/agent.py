@@ -35,6 +35,8 @@ HEARTBEAT_EVERY_S = 2.0
 #: A runtime silent for this long is taken to be hung (it heartbeats every second).
 RUNTIME_SILENCE_S = 10.0
 INTAKE_POLL_S = 0.5
+#: How long a runtime gets, when the agent stops, for its bots to leave their calls.
+STOP_TIMEOUT_S = 25.0
 EventListener = Callable[[str, str, dict[str, Any], float], None]
 
 
@@ -110,7 +112,10 @@ class FleetAgent:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.gather(*(r.stop() for r in list(self._runtimes)), return_exceptions=True)
+        await asyncio.gather(*(r.stop(timeout=STOP_TIMEOUT_S) for r in list(self._runtimes)), return_exceptions=True)
+        # The runtimes' last reports (bots leaving their calls) are written before we go.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

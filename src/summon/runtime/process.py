@@ -8,6 +8,7 @@ out, and watches this process's heartbeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,9 @@ from summon.runtime.session import BotSession, BotSpec, SessionCommandError
 from summon.runtime.timing import JoinTimer
 
 log = logging.getLogger("summon.runtime")
+NOT_JOINED_STATES = frozenset({"scheduled", "ready", "staged"})
+#: How long bots in a call get to leave it when the runtime is told to stop.
+LEAVE_TIMEOUT_S = 20.0
 
 
 class Runtime:
@@ -30,6 +34,7 @@ class Runtime:
         self._clock = SystemClock()
         self._timer = JoinTimer(self._clock)
         self._sessions: dict[str, BotSession] = {}
+        self._hosting: dict[str, asyncio.Task[None]] = {}  # bot id -> its stage + run task
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- SessionEvents ----------------------------------------------------------------------
@@ -72,15 +77,37 @@ class Runtime:
                 continue
             op = message["op"]
             if op == "stage":
-                self._spawn(self._host(BotSpec(**message["bot"])))
+                spec = BotSpec(**message["bot"])
+                task = asyncio.create_task(self._host(spec))
+                self._hosting[spec.bot_id] = task
+                task.add_done_callback(lambda _t, bot_id=spec.bot_id: self._hosting.pop(bot_id, None))
             elif op == "command":
                 self._spawn(self._command(message["bot_id"], message["name"], message.get("args") or {}))
             elif op == "shutdown":
                 break
-        # stdin closed (the agent is gone) or shutdown: leave every call before exiting.
-        await asyncio.gather(*(s.command("leave", {}) for s in list(self._sessions.values())), return_exceptions=True)
-        self._flush()
-        await self._writer.drain()
+        await self._wind_down()
+
+    async def _wind_down(self) -> None:
+        """Stdin closed (the agent is gone) or shutdown. Bots that have not started joining are
+        dropped without a word: they stay ``staged`` and the next agent stages them again.
+        Bots in a call leave it, and their final statuses are sent before we exit."""
+        leaving = []
+        for bot_id, session in list(self._sessions.items()):
+            task = self._hosting.get(bot_id)
+            if session.state in NOT_JOINED_STATES:
+                if task is not None:
+                    task.cancel()
+            else:
+                leaving.append(bot_id)
+                with contextlib.suppress(SessionCommandError):
+                    await session.command("leave", {})
+        pending = [self._hosting[b] for b in leaving if b in self._hosting]
+        if pending:
+            await asyncio.wait(pending, timeout=LEAVE_TIMEOUT_S)
+        if self._outgoing:
+            self._flush()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
 
     async def _heartbeat(self) -> None:
         while True:
