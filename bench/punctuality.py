@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bots", type=int, default=1000)
     parser.add_argument("--lead", type=float, default=30.0, help="SUMMON_STAGE_LEAD_S for the run")
-    parser.add_argument("--slots", type=int, default=250, help="SUMMON_SLOTS_PER_RUNTIME")
+    parser.add_argument("--slots", type=int, default=500, help="SUMMON_SLOTS_PER_RUNTIME (fewer, fuller runtimes release a shared instant with less contention on few cores)")
     parser.add_argument("--adhoc", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small CI-safe run")
     args = parser.parse_args()

@@ -12,7 +12,16 @@ pytestmark = pytest.mark.slow
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_api_benchmark_quick_mode_runs() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "api.py"), "--quick"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "creates/s" in out.stdout and "GET latency p99" in out.stdout
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("api.py", ["creates/s", "GET latency p99"]),
+        ("punctuality.py", ["lateness p99", "joined early", "ad-hoc create"]),
+        ("scale.py", ["stored bots", "ratio largest/smallest"]),
+    ],
+)
+def test_benchmark_quick_mode_runs(script: str, expected: list[str]) -> None:
+    out = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for text in expected:
+        assert text in out.stdout, out.stdout

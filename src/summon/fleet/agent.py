@@ -64,7 +64,6 @@ class FleetAgent:
         self._hosted: dict[str, Hosted] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._spawning = 0
         self._stopping = False
 
     # -- capacity ------------------------------------------------------------------------------
@@ -74,7 +73,8 @@ class FleetAgent:
 
     @property
     def free_slots(self) -> int:
-        return sum(r.free for r in self._runtimes if r.alive and not r.exiting)
+        """Free slots in runtimes that are running or starting."""
+        return sum(r.free for r in self._runtimes if self._usable(r))
 
     @property
     def hosted_count(self) -> int:
@@ -128,52 +128,52 @@ class FleetAgent:
         return task
 
     # -- runtimes ------------------------------------------------------------------------------------
-    async def _start_runtime(self, capacity: int, counted: bool = False) -> RuntimeProcess | None:
-        """Start a runtime of ``capacity`` slots; ``counted`` when the caller already added it
-        to ``_spawning`` (so concurrent pool checks see it at once)."""
+    def _new_runtime(self, capacity: int) -> RuntimeProcess:
+        """Register a runtime of ``capacity`` slots at once (so every count sees it) and start
+        it in the background; ``runtime.ready`` is set once it said hello (or failed)."""
         runtime = RuntimeProcess(capacity, self._on_message, self._on_exit, self.ctx.clock.monotonic)
-        if not counted:
-            self._spawning += capacity
+        self._runtimes.append(runtime)
+        self._spawn_task(self._boot(runtime))
+        return runtime
+
+    async def _boot(self, runtime: RuntimeProcess) -> None:
         try:
             await runtime.start()
-            self._runtimes.append(runtime)
-            await runtime.ready.wait()
         except OSError as exc:
             log.error("cannot start a runtime: %s", exc)
-            return None
-        finally:
-            self._spawning -= capacity
-        return runtime if runtime.alive else None
+            runtime.failed = True
+            runtime.ready.set()
+            if runtime in self._runtimes:
+                self._runtimes.remove(runtime)
+
+    def _usable(self, runtime: RuntimeProcess) -> bool:
+        return not runtime.exiting and not runtime.failed and (runtime.alive or not runtime.ready.is_set())
 
     def _may_add(self) -> int:
         """Slots we may still add by starting runtimes."""
         if self.max_bots is None:
             return self.slots_per_runtime
-        return max(0, self.max_bots - self.capacity - self._spawning)
+        return max(0, self.max_bots - self.capacity)
 
     async def _ensure_pool(self, wait: bool = False) -> None:
         """Keep at least ``pool_size`` free warm slots (within ``max_bots``)."""
-        starts = []
-        while self.free_slots + self._spawning < self.pool_size and not self._stopping:
+        started = []
+        while self.free_slots < self.pool_size and not self._stopping:
             capacity = min(self.slots_per_runtime, self._may_add())
             if capacity <= 0:
                 break
-            self._spawning += capacity  # counted now: a concurrent check must not start another
-            starts.append(self._spawn_task(self._start_runtime(capacity, counted=True)))
-        if starts and wait:
-            await asyncio.gather(*starts)
+            started.append(self._new_runtime(capacity))
+        if wait:
+            await asyncio.gather(*(r.ready.wait() for r in started))
 
-    async def _runtime_with_room(self) -> RuntimeProcess | None:
-        while True:
-            candidates = [r for r in self._runtimes if r.alive and not r.exiting and r.free > 0 and r.ready.is_set()]
-            if candidates:
-                # Fill the busiest runtime first: idle ones can then be retired.
-                return min(candidates, key=lambda r: r.free)
-            capacity = min(self.slots_per_runtime, self._may_add())
-            if capacity <= 0:
-                return None
-            if await self._start_runtime(capacity) is None:
-                return None
+    def _pick_runtime(self) -> RuntimeProcess | None:
+        """A runtime with a free slot (ready ones first, the busiest first so idle ones can be
+        retired), or a new one; None when ``max_bots`` allows no more."""
+        candidates = [r for r in self._runtimes if self._usable(r) and r.free > 0]
+        if candidates:
+            return min(candidates, key=lambda r: (not r.ready.is_set(), r.free))
+        capacity = min(self.slots_per_runtime, self._may_add())
+        return self._new_runtime(capacity) if capacity > 0 else None
 
     # -- hosting -------------------------------------------------------------------------------------
     async def host(self, bot: Bot, *, report_staged: bool) -> bool:
@@ -182,12 +182,17 @@ class FleetAgent:
         key = str(bot.id)
         if key in self._hosted:
             return True
-        runtime = await self._runtime_with_room()
+        runtime = self._pick_runtime()
         if runtime is None:
             log.error("no slot for bot %s (SUMMON_MAX_BOTS=%s reached)", bot.id, self.max_bots)
             return False
-        self._hosted[key] = Hosted(bot, runtime, report_staged)
+        # The slot is taken now, before any wait: concurrent hosts and the pool see it.
+        hosted = self._hosted[key] = Hosted(bot, runtime, report_staged)
         runtime.bots.add(key)
+        await runtime.ready.wait()
+        if not runtime.alive:
+            self._release(hosted)
+            return await self.host(bot, report_staged=report_staged) if not self._stopping else False
         log.info("bot %s hosted by runtime %s", key, runtime.pid)
         runtime.send({"op": "stage", "bot": {
             "bot_id": key,
@@ -261,6 +266,10 @@ class FleetAgent:
             self._runtimes.remove(runtime)
         if self._stopping:
             return
+        if not runtime.greeted:
+            # Died before it could take any bot: the bots waiting for it are hosted elsewhere.
+            self._spawn_task(self._ensure_pool())
+            return
         sub_code = SubCode.HEARTBEAT_TIMEOUT if reason == "hung" else SubCode.BOT_PROCESS_CRASHED
         for key in list(runtime.bots):
             hosted = self._hosted.get(key)
@@ -328,7 +337,7 @@ class FleetAgent:
     async def _retire_idle(self) -> None:
         """Stop runtimes nobody needs: idle, and the pool stays full without them."""
         for runtime in list(self._runtimes):
-            if runtime.bots or runtime.exiting or not runtime.alive:
+            if runtime.bots or runtime.exiting or not runtime.alive or not runtime.ready.is_set():
                 continue
             if self.free_slots - runtime.free >= self.pool_size:
                 self._spawn_task(runtime.stop())

@@ -30,6 +30,8 @@ class RuntimeProcess:
         self.last_seen = monotonic()
         self.exiting = False  # we asked it to stop
         self.hung = False  # we killed it for not heartbeating
+        self.failed = False  # it could not be started
+        self.greeted = False  # it said hello: bots sent to it are really in it
         self._monotonic = monotonic
         self._on_message = on_message
         self._on_exit = on_exit
@@ -77,6 +79,7 @@ class RuntimeProcess:
                     log.error("runtime %s: %s", self.pid, exc)
                     continue
                 if message["op"] == "hello":
+                    self.greeted = True
                     self.ready.set()
                 self._on_message(self, message)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
