@@ -156,3 +156,14 @@ def test_graceful_stop_keeps_staged_bots_and_ends_calls_cleanly(tmp_path: Path) 
         assert 0 <= lateness_ms(done) < 100
     finally:
         again.stop()
+
+
+def test_parse_endpoint_says_which_platforms_the_fleet_can_join(fleet) -> None:  # type: ignore[no-untyped-def]
+    _, api = fleet
+    sandbox = api.client.post("/api/v1/meeting_url/parse/", json={"url": "sandbox://x?end_after=1"}).json()
+    zoom = api.client.post("/api/v1/meeting_url/parse/", json={"url": "https://zoom.us/j/123456789"}).json()
+    assert sandbox["supported"] is True and zoom["supported"] is False
+    # A bot for a platform no runtime can serve is accepted, and fails when it is staged.
+    bot = api.create(meeting_url="https://zoom.us/j/123456789")
+    failed = api.wait_state(bot["id"], {"fatal", "done"})
+    assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "platform_driver_unavailable"

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from summon.domain.bots import Bot
+from summon.drivers import available_platforms
 from summon.domain.errors import StaleVersion
 from summon.domain.fleet import Agent
 from summon.domain.lifecycle import FINISHED, IllegalTransition, Status, SubCode
@@ -91,9 +92,8 @@ class FleetAgent:
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         now = self.ctx.clock.now()
-        await self.ctx.store.register_agent(
-            Agent(self.id, self.name, ("sandbox",), now, now, 0, 0)
-        )
+        platforms = tuple(sorted(available_platforms()))
+        await self.ctx.store.register_agent(Agent(self.id, self.name, platforms, now, now, 0, 0))
         await self._ensure_pool(wait=True)
         await self._beat()
         self._loops = [

@@ -91,6 +91,16 @@ def make_runner(url: str) -> Runner:
     return SQLiteRunner(url) if is_sqlite(url) else PostgresRunner(url)
 
 
+def _resolve(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Answer a caller, unless it stopped waiting (cancelled): the work is done regardless."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 # -- SQLite -----------------------------------------------------------------------------------------
 def sqlite_engine(url: str, begin: str, extra_pragmas: tuple[str, ...] = ()) -> sa.Engine:
     """A pysqlite engine whose transactions start with ``begin`` (we, not the driver, decide)."""
@@ -196,19 +206,16 @@ class SQLiteRunner(Runner):
                 pass
             else:
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                    _resolve(future, result)
                 return
         for job, future in batch:
             try:
                 with conn.begin():
                     result = job(conn)
             except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                _resolve(future, error=exc)
             else:
-                if not future.done():
-                    future.set_result(result)
+                _resolve(future, result)
 
     async def read(self, job: Job[T]) -> T:
         if self._readers is None:
@@ -279,18 +286,15 @@ class PostgresRunner(Runner):
                     pass  # one failed (or a deadlock between batches): run each on its own
                 else:
                     for (_, future), result in zip(batch, results, strict=True):
-                        if not future.done():
-                            future.set_result(result)
+                        _resolve(future, result)
                     continue
             for job, future in batch:
                 try:
                     result = await self._transaction(job)
                 except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
+                    _resolve(future, error=exc)
                 else:
-                    if not future.done():
-                        future.set_result(result)
+                    _resolve(future, result)
 
     async def _transaction(self, job: Job[T]) -> T:
         assert self._engine is not None, "store not started"
