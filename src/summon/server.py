@@ -86,7 +86,7 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
         # bots can be recovered now instead of after the agent timeout.
         await ctx.store.stop_agents(None, ctx.clock.now())
     agent = FleetAgent(ctx, slots_per_runtime=settings.slots_per_runtime, pool_size=settings.pool_size,
-                       max_bots=settings.max_bots)
+                       max_bots=settings.max_bots, platform_slots=settings.runtime_slots)
     await agent.start()
     scheduler = Scheduler(ctx, agent)
     await scheduler.start()

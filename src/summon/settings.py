@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     pool_size: int = Field(4, ge=0, description="warm slots kept free for ad-hoc bots")
     max_bots: int | None = Field(None, ge=1, description="total concurrent bot slots (unset: no cap)")
     slots_per_runtime: int = Field(25, ge=1, description="bots one runtime process hosts at most")
+    runtime_slots: dict[str, int] = Field(
+        default_factory=dict,
+        description='per-platform slots per runtime, JSON, e.g. {"sandbox": 500, "janus": 1}',
+    )
     late_join_grace_s: float = Field(300, ge=0, description="a missed join_at still joins if at most this late")
     rate_limits: bool = Field(True, description="`off` disables per-workspace rate limits")
     rate_limit_create_per_min: int = Field(600, ge=1)

@@ -67,3 +67,14 @@ async def test_scheduled_capacity_is_checked_at_booking(ctx: Context, api_key: s
         assert (await c.delete(f"/api/v1/bot/{first['id']}/")).status_code == 200
         r = await c.post("/api/v1/bot/", json={**body, "join_at": (join + timedelta(minutes=10)).isoformat()})
         assert r.status_code == 201
+
+
+async def test_cancelled_adhoc_bot_frees_its_reserved_slot(ctx: Context, api_key: str) -> None:
+    await register_agent(ctx, slots_free=1)
+    async with await make_client(ctx, api_key) as c:
+        first = await c.post("/api/v1/bot/", json={"meeting_url": "https://zoom.us/j/123456789"})
+        assert first.status_code == 201
+        assert (await c.post("/api/v1/bot/", json={"meeting_url": "https://zoom.us/j/123456789"})).status_code == 507
+        # Cancelled before any agent took it: its slot is free again.
+        assert (await c.post(f"/api/v1/bot/{first.json()['id']}/leave_call/")).status_code == 200
+        assert (await c.post("/api/v1/bot/", json={"meeting_url": "https://zoom.us/j/123456789"})).status_code == 201

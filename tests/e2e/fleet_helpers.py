@@ -48,6 +48,16 @@ class Api:
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
+    def create_when_pool_allows(self, timeout: float = 15, **body: Any) -> dict[str, Any]:
+        """Create an ad-hoc bot, retrying on 507 as clients are told to (the pool refills)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.client.post("/api/v1/bot/", json=body)
+            if r.status_code == 201:
+                return r.json()  # type: ignore[no-any-return]
+            assert r.status_code == 507 and time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+
     def get(self, bot_id: str) -> dict[str, Any]:
         r = self.client.get(f"/api/v1/bot/{bot_id}/")
         assert r.status_code == 200, r.text

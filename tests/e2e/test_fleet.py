@@ -96,7 +96,7 @@ def test_crashed_runtime_fails_its_bots_only(tmp_path: Path) -> None:
         assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "bot_process_crashed"
         assert api.get(b["id"])["state"] == "in_call_recording"
         # The pool is refilled, and new bots still run.
-        c = api.create(meeting_url="sandbox://c?participants=carol@0&end_after=0.5")
+        c = api.create_when_pool_allows(meeting_url="sandbox://c?participants=carol@0&end_after=0.5")
         assert api.wait_state(c["id"], TERMINAL)["state"] == "done"
     finally:
         svc.stop()
@@ -167,3 +167,16 @@ def test_parse_endpoint_says_which_platforms_the_fleet_can_join(fleet) -> None: 
     bot = api.create(meeting_url="https://zoom.us/j/123456789")
     failed = api.wait_state(bot["id"], {"fatal", "done"})
     assert failed["state"] == "fatal" and failed["status_changes"][-1]["sub_code"] == "platform_driver_unavailable"
+
+
+def test_slots_per_runtime_per_platform(tmp_path: Path) -> None:
+    svc, api = start(tmp_path, SUMMON_SLOTS_PER_RUNTIME="1", SUMMON_RUNTIME_SLOTS='{"sandbox": 3}')
+    try:
+        bots = [api.create_when_pool_allows(meeting_url=f"sandbox://shared{i}?participants=alice@0") for i in range(4)]
+        for bot in bots:
+            api.wait_state(bot["id"], {"in_call_recording"})
+        hosts = [int(svc.wait_for_line(re.compile(rf"bot {b['id']} hosted by runtime (\d+)")).group(1)) for b in bots]
+        # Three sandbox bots share a runtime; the fourth needs another one.
+        assert sorted(hosts.count(h) for h in set(hosts)) == [1, 3], hosts
+    finally:
+        svc.stop()

@@ -18,7 +18,6 @@ class Agent:
     heartbeat_at: datetime
     slots_free: int
     slots_total: int
-    reserved: int = 0
     stopped_at: datetime | None = None
 
 

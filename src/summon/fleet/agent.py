@@ -53,11 +53,14 @@ class Hosted:
 
 class FleetAgent:
     def __init__(self, ctx: Context, *, slots_per_runtime: int, pool_size: int, max_bots: int | None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, platform_slots: dict[str, int] | None = None) -> None:
         self.ctx = ctx
         self.id: UUID = uuid4()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.slots_per_runtime = max(1, slots_per_runtime)
+        #: Slots per runtime for particular platforms (a heavy real-media driver may want one
+        #: bot per process; the sandbox hundreds); others get ``slots_per_runtime``.
+        self.platform_slots = {k: max(1, v) for k, v in (platform_slots or {}).items()}
         self.pool_size = pool_size
         self.max_bots = max_bots
         self.listeners: list[EventListener] = []
@@ -66,6 +69,7 @@ class FleetAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._slots_changed = asyncio.Event()
 
     # -- capacity ------------------------------------------------------------------------------
     @property
@@ -166,14 +170,31 @@ class FleetAgent:
         if wait:
             await asyncio.gather(*(r.ready.wait() for r in started))
 
-    def _pick_runtime(self) -> RuntimeProcess | None:
-        """A runtime with a free slot (ready ones first, the busiest first so idle ones can be
-        retired), or a new one; None when ``max_bots`` allows no more."""
-        candidates = [r for r in self._runtimes if self._usable(r) and r.free > 0]
-        if candidates:
-            return min(candidates, key=lambda r: (not r.ready.is_set(), r.free))
-        capacity = min(self.slots_per_runtime, self._may_add())
-        return self._new_runtime(capacity) if capacity > 0 else None
+    def _slots_for(self, platform: str) -> int:
+        return self.platform_slots.get(platform, self.slots_per_runtime)
+
+    def _pick_runtime(self, platform: str) -> RuntimeProcess | None:
+        """A runtime with a free slot for ``platform``: one already hosting that platform (ready
+        ones first, the busiest first so idle ones can be retired), else an empty one, which
+        takes on the platform and its slot count; else a new one. None when ``max_bots``
+        allows no more."""
+        usable = [r for r in self._runtimes if self._usable(r)]
+        same = [r for r in usable if r.platform == platform and r.free > 0]
+        if same:
+            return min(same, key=lambda r: (not r.ready.is_set(), r.free))
+        empty = [r for r in usable if r.platform is None and not r.bots]
+        if empty:
+            runtime = min(empty, key=lambda r: not r.ready.is_set())
+            wanted = self._slots_for(platform)
+            runtime.capacity = min(wanted, runtime.capacity + self._may_add()) if self.max_bots else wanted
+            runtime.platform = platform
+            return runtime
+        capacity = min(self._slots_for(platform), self._may_add())
+        if capacity <= 0:
+            return None
+        runtime = self._new_runtime(capacity)
+        runtime.platform = platform
+        return runtime
 
     # -- hosting -------------------------------------------------------------------------------------
     async def host(self, bot: Bot, *, report_staged: bool) -> bool:
@@ -182,7 +203,7 @@ class FleetAgent:
         key = str(bot.id)
         if key in self._hosted:
             return True
-        runtime = self._pick_runtime()
+        runtime = self._pick_runtime(bot.platform)
         if runtime is None:
             log.error("no slot for bot %s (SUMMON_MAX_BOTS=%s reached)", bot.id, self.max_bots)
             return False
@@ -206,7 +227,10 @@ class FleetAgent:
 
     def _on_message(self, runtime: RuntimeProcess, message: dict[str, Any]) -> None:
         op = message["op"]
-        if op in ("hello", "heartbeat"):
+        if op == "hello":
+            self._publish_slots_soon()
+            return
+        if op == "heartbeat":
             return
         hosted = self._hosted.get(message.get("bot_id", ""))
         if hosted is None:
@@ -259,11 +283,19 @@ class FleetAgent:
     def _release(self, hosted: Hosted) -> None:
         key = str(hosted.bot.id)
         self._hosted.pop(key, None)
-        hosted.runtime.bots.discard(key)
+        runtime = hosted.runtime
+        runtime.bots.discard(key)
+        self._publish_slots_soon()
+        if not runtime.bots and runtime.platform is not None:
+            # Empty again: back in the warm pool, ready for any platform.
+            runtime.platform = None
+            runtime.capacity = self.slots_per_runtime if self.max_bots is None else min(
+                self.slots_per_runtime, runtime.capacity + self._may_add())
 
     def _on_exit(self, runtime: RuntimeProcess, reason: str) -> None:
         if runtime in self._runtimes:
             self._runtimes.remove(runtime)
+        self._publish_slots_soon()
         if self._stopping:
             return
         if not runtime.greeted:
@@ -287,13 +319,21 @@ class FleetAgent:
     async def _beat(self) -> None:
         await self.ctx.store.heartbeat_agent(self.id, self.ctx.clock.now(), self.free_slots, self.capacity)
 
+    def _publish_slots_soon(self) -> None:
+        """Free slots changed (a runtime came up or went, a bot finished): tell the database
+        now rather than at the next heartbeat, so ad-hoc admission sees the pool as it is."""
+        self._slots_changed.set()
+
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slots_changed.wait(), HEARTBEAT_EVERY_S)
+            self._slots_changed.clear()
             try:
                 await self._beat()
             except Exception:  # the database may be briefly unavailable; keep beating
                 log.exception("agent heartbeat failed")
+            await asyncio.sleep(0.05)  # at most 20 updates a second
 
     async def _intake_loop(self) -> None:
         """Ad-hoc bots reserved for this agent, and commands for bots it hosts."""

@@ -25,6 +25,9 @@ class RuntimeProcess:
     def __init__(self, capacity: int, on_message: Handler, on_exit: ExitHandler, monotonic: Callable[[], float]) -> None:
         self.capacity = capacity
         self.bots: set[str] = set()
+        #: The platform of the bots it hosts (a runtime hosts one platform at a time, so each
+        #: platform gets the slot count that suits it); None while it is empty.
+        self.platform: str | None = None
         self.pid: int | None = None
         self.ready = asyncio.Event()
         self.last_seen = monotonic()

@@ -157,7 +157,7 @@ class SqlAlchemyStore(Store):
         values = dict(
             id=agent.id, name=agent.name, platforms=list(agent.platforms), started_at=agent.started_at,
             heartbeat_at=agent.heartbeat_at, stopped_at=agent.stopped_at, slots_free=agent.slots_free,
-            slots_total=agent.slots_total, reserved=agent.reserved,
+            slots_total=agent.slots_total,
         )
         await self._runner.write(partial(_execute, agents.insert().values(**values)))
 
@@ -180,7 +180,7 @@ class SqlAlchemyStore(Store):
         rows = await self._runner.read(partial(_all, query))
         return [
             Agent(r.id, r.name, tuple(r.platforms), r.started_at, r.heartbeat_at, r.slots_free, r.slots_total,
-                  r.reserved, r.stopped_at)
+                  r.stopped_at)
             for r in rows
         ]
 
@@ -359,7 +359,15 @@ _CAPACITY_LOCK = 0x53554D31  # "SUM1": serialises capacity bookings on PostgreSQ
 def _admit(conn: Connection, bot: Bot, admission: Admission) -> Bot:
     """Check (and for ad-hoc bots, reserve) capacity in the booking's own transaction."""
     if admission.adhoc_live_since is not None:
-        free = agents.c.slots_free - agents.c.reserved
+        # Reservations are derived, not counted: the ad-hoc bots assigned to the agent that it
+        # has not taken yet. A bot cancelled before it was taken frees its slot by itself.
+        untaken = (
+            sa.select(sa.func.count())
+            .select_from(bots)
+            .where(bots.c.agent_id == agents.c.id, bots.c.state == "ready", bots.c.lease_until.is_(None))
+            .scalar_subquery()
+        )
+        free = agents.c.slots_free - untaken
         query = (
             sa.select(agents.c.id)
             .where(agents.c.heartbeat_at >= admission.adhoc_live_since, agents.c.stopped_at.is_(None), free > 0)
@@ -371,7 +379,6 @@ def _admit(conn: Connection, bot: Bot, admission: Admission) -> Bot:
         if row is None:
             raise AdhocPoolExhausted("Out of adhoc bots -- Please retry in 30 seconds", retry_after=30)
         if admission.adhoc_reserve:
-            conn.execute(agents.update().where(agents.c.id == row.id).values(reserved=agents.c.reserved + 1))
             bot.agent_id = row.id
     if admission.scheduled_limit is not None:
         assert admission.window_start is not None and admission.window_end is not None and bot.join_at is not None
@@ -446,12 +453,8 @@ def _take_assigned(agent_id: UUID, lease_until: datetime, limit: int, conn: Conn
     )
     taken = _claim(conn, query, agent_id, lease_until)
     if taken:
-        conn.execute(
-            agents.update()
-            .where(agents.c.id == agent_id)
-            .values(reserved=sa.func.max(agents.c.reserved - len(taken), 0) if conn.dialect.name == "sqlite"
-                    else sa.func.greatest(agents.c.reserved - len(taken), 0))
-        )
+        # Until the agent's next heartbeat says how many slots it has free, count these as used.
+        conn.execute(agents.update().where(agents.c.id == agent_id).values(slots_free=agents.c.slots_free - len(taken)))
     return taken
 
 

@@ -103,8 +103,6 @@ agents = sa.Table(
     sa.Column("stopped_at", UTCDateTime, nullable=True),
     sa.Column("slots_free", sa.Integer, nullable=False),
     sa.Column("slots_total", sa.Integer, nullable=False),
-    # Ad-hoc bots assigned at creation and not yet taken by the agent.
-    sa.Column("reserved", sa.Integer, nullable=False),
     sa.Index("ix_agents_heartbeat", "heartbeat_at"),
 )
 

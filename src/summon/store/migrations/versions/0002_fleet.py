@@ -38,7 +38,6 @@ def upgrade() -> None:
         sa.Column("stopped_at", sa.DateTime(), nullable=True),
         sa.Column("slots_free", sa.Integer(), nullable=False),
         sa.Column("slots_total", sa.Integer(), nullable=False),
-        sa.Column("reserved", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agents")),
     )
     op.create_index("ix_agents_heartbeat", "agents", ["heartbeat_at"], unique=False)
