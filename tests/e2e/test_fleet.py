@@ -180,3 +180,27 @@ def test_slots_per_runtime_per_platform(tmp_path: Path) -> None:
         assert sorted(hosts.count(h) for h in set(hosts)) == [1, 3], hosts
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize(
+    ("meeting", "automatic_leave", "sub_code"),
+    [
+        # Alice leaves after 1 s; the default everyone_left_timeout (2 s) ends the call.
+        ("sandbox://left?participants=alice@0-1", None, "timeout_exceeded_everyone_left"),
+        # Recording may last 2 s in all.
+        ("sandbox://capped?participants=alice@0", {"in_call_recording_timeout": 2}, "timeout_exceeded_in_call_recording"),
+        # The host never lets the recording happen.
+        ("sandbox://nope?participants=alice@0&recording_permission=denied", {"recording_permission_denied_timeout": 1},
+         "timeout_exceeded_recording_permission_denied"),
+    ],
+)
+def test_automatic_leave_end_to_end(fleet, meeting: str, automatic_leave: dict | None, sub_code: str) -> None:  # type: ignore[no-untyped-def, type-arg]
+    _, api = fleet
+    body: dict = {"meeting_url": meeting}  # type: ignore[type-arg]
+    if automatic_leave:
+        body["automatic_leave"] = automatic_leave
+    bot = api.create_when_pool_allows(**body)
+    done = api.wait_state(bot["id"], {"done", "fatal"}, timeout=30)
+    ended = next(c for c in done["status_changes"] if c["code"] == "call_ended")
+    assert ended["sub_code"] == sub_code, done["status_changes"]
+    assert done["state"] == "done"
