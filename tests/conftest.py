@@ -23,7 +23,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from cryptography.fernet import Fernet
+
 from summon.clock import FakeClock
+from summon.secretbox import SecretBox
 from summon.domain.fleet import Agent
 from summon.services import keys
 from summon.services.context import Context
@@ -129,7 +132,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def ctx(store: SqlAlchemyStore, clock: FakeClock, settings: Settings) -> Context:
-    return Context(store=store, clock=clock, settings=settings)
+    return Context(store=store, clock=clock, settings=settings, secrets=SecretBox([Fernet.generate_key().decode()]))
 
 
 @pytest.fixture

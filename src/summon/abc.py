@@ -13,9 +13,11 @@ from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
 from summon.domain.bots import Bot, BotFilter
+from summon.domain.deliveries import Attempt, Delivery, DeliveryFilter, DueDelivery, Outcome
 from summon.domain.events import OutboxMessage
 from summon.domain.fleet import Admission, Agent, BotCommand
 from summon.domain.lifecycle import StatusChange
+from summon.domain.webhook_endpoints import WebhookEndpoint
 from summon.domain.workspaces import ApiKey, Workspace
 
 
@@ -168,6 +170,59 @@ class Store(ABC):
     @abstractmethod
     async def take_commands(self, agent_id: UUID, now: datetime, limit: int) -> list[BotCommand]:
         """Undelivered commands for the agent's bots, oldest first, marked delivered."""
+
+    # -- webhook endpoints ------------------------------------------------------------------------
+    @abstractmethod
+    async def insert_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    @abstractmethod
+    async def get_endpoint(self, workspace_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None: ...
+
+    @abstractmethod
+    async def list_endpoints(self, workspace_id: UUID) -> list[WebhookEndpoint]:
+        """The workspace's endpoints, oldest first."""
+
+    @abstractmethod
+    async def save_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    @abstractmethod
+    async def delete_endpoint(self, workspace_id: UUID, endpoint_id: UUID) -> bool: ...
+
+    # -- webhook deliveries -----------------------------------------------------------------------
+    @abstractmethod
+    async def dispatch_outbox(self, now: datetime, limit: int) -> int:
+        """Turn up to ``limit`` undispatched outbox messages into deliveries, one per enabled
+        endpoint of the message's workspace that wants its event type, and mark them
+        dispatched — in one transaction. Returns how many messages were dispatched."""
+
+    @abstractmethod
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = ()
+    ) -> list[DueDelivery]:
+        """Claim pending deliveries that are due, oldest first, leased until ``lease_until``;
+        never one whose bot has an earlier pending delivery to the same endpoint (deliveries
+        of a bot reach an endpoint in order), never one to ``skip_endpoints``."""
+
+    @abstractmethod
+    async def release_deliveries(self, seqs: Sequence[int]) -> None:
+        """Give claimed deliveries back unattempted (their lease ends now)."""
+
+    @abstractmethod
+    async def next_delivery_at(self) -> datetime | None: ...
+
+    @abstractmethod
+    async def record_attempt(self, seq: int, endpoint_id: UUID, attempt: Attempt, outcome: Outcome) -> None:
+        """Record one attempt at a delivery, its outcome, and the endpoint's failure record."""
+
+    @abstractmethod
+    async def list_deliveries(
+        self, workspace_id: UUID, flt: DeliveryFilter, before_seq: int | None, limit: int
+    ) -> list[Delivery]:
+        """The ledger, newest first, each delivery with its attempts."""
+
+    @abstractmethod
+    async def resend_delivery(self, workspace_id: UUID, delivery_id: UUID, now: datetime) -> Delivery | None:
+        """Deliver again from now on (a fresh retry schedule)."""
 
     # -- outbox ---------------------------------------------------------------------------------
     @abstractmethod

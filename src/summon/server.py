@@ -27,6 +27,8 @@ from summon.fleet.scheduler import Scheduler
 from summon.settings import ALL_ROLES, ROLE_ALIASES, Settings
 from summon.store.migrate import migrate
 from summon.store.sqlalchemy import SqlAlchemyStore
+from summon.webhooks.sender import WebhookSender
+from summon.webhooks.transport import HttpxTransport
 
 log = logging.getLogger("summon")
 
@@ -97,6 +99,16 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
         await agent.stop()
 
 
+@asynccontextmanager
+async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
+    sender = WebhookSender(ctx, HttpxTransport(), block_private=ctx.settings.webhook_block_private)
+    await sender.start()
+    try:
+        yield sender
+    finally:
+        await sender.stop()
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its signal handling: it re-raises a captured SIGTERM when it returns,
     which would end the process before the fleet has stopped in order. We handle signals."""
@@ -117,6 +129,8 @@ async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
     async with running(settings) as ctx, AsyncExitStack() as stack:
         if "fleet" in roles:
             await stack.enter_async_context(fleet(ctx))
+        if "webhooks" in roles:
+            await stack.enter_async_context(webhook_sender(ctx))
         if "api" not in roles:
             log.info("summon running roles %s", ",".join(roles))
             stop = asyncio.Event()

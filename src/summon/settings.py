@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The roles this version can run (``summon serve --roles``); all of them by default. ``fleet``
 #: is the agent running bot runtimes on this host together with the scheduler that claims due
 #: bots for it (``scheduler`` is accepted as another name for it).
-ALL_ROLES: tuple[str, ...] = ("api", "fleet")
+ALL_ROLES: tuple[str, ...] = ("api", "fleet", "webhooks")
 ROLE_ALIASES = {"scheduler": "fleet", "worker": "fleet"}
 
 
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     rate_limit_other_per_min: int = Field(3000, ge=1)
     secret_key: str | None = Field(None, description="encrypts secrets at rest; generated into data_dir when unset")
     auth_cache_s: float = Field(2.0, ge=0, description="how long a verified API key is cached in memory")
+    webhook_block_private: bool = Field(
+        False, description="refuse webhook destinations that resolve to private, loopback or link-local addresses"
+    )
     log_level: str = "info"
 
     @field_validator("rate_limits", mode="before")

@@ -99,3 +99,16 @@ def test_serve_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         assert r.status_code == 201 and r.json()["state"] == "ready"
     finally:
         svc.stop()
+
+
+def test_webhooks_cli(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key = summon_cli(service.env, "keys", "create", "--workspace", "hooks").stdout.strip()
+    env = {**service.env, "SUMMON_URL": service.url, "SUMMON_API_KEY": key}
+    added = summon_cli(env, "webhooks", "add", "https://hooks.example.com/in", "--event", "bot.done")
+    assert added.returncode == 0, added.stderr
+    endpoint = json.loads(added.stdout)
+    assert endpoint["secret"].startswith("whsec_") and endpoint["event_types"] == ["bot.done"]
+    listed = summon_cli(env, "webhooks", "list")
+    assert endpoint["id"] in listed.stdout and "bot.done" in listed.stdout
+    assert summon_cli(env, "webhooks", "remove", endpoint["id"]).returncode == 0
+    assert endpoint["id"] not in summon_cli(env, "webhooks", "list").stdout

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 import summon
-from summon.api import bots, errors
+from summon.api import bots, errors, webhooks
 from summon.api.body import SummonRoute
 from summon.api.plumbing import Api, json_ok
 from summon.services.context import Context
@@ -37,6 +37,8 @@ def create_app(ctx: Context, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.api = Api(ctx)
     errors.install(app)
     bots.register(app.router)
+    webhooks.register(app.router)
+    webhooks.register_ledger(app.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_: Request) -> Response:

@@ -107,6 +107,13 @@ def json_ok(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
 
 
+def refuse_unknown_query(request: Request, allowed: frozenset[str]) -> None:
+    """A typo in a filter must not silently return everything: unknown parameters are a 400."""
+    unknown = [k for k in request.query_params if k not in allowed]
+    if unknown:
+        raise RequestInvalid({(k or "query"): ["Unknown query parameter."] for k in unknown})
+
+
 def parse_id(value: str) -> UUID:
     """Path ids are UUIDs; anything else is simply not found (like a foreign id)."""
     try:

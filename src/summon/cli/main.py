@@ -227,5 +227,44 @@ def bots_watch(interval: float, limit: int, status: tuple[str, ...], once: bool,
         raise click.ClickException(f"cannot read bots from {url}: {exc}") from None
 
 
+@main.group()
+def webhooks() -> None:
+    """Manage webhook endpoints (over the HTTP API)."""
+
+
+@webhooks.command("add")
+@click.argument("endpoint_url")
+@click.option("--event", "events", multiple=True, help="Only these event types (repeatable; default: all).")
+@click.option("--description", default=None)
+@with_api
+def webhooks_add(endpoint_url: str, events: tuple[str, ...], description: str | None, url: str, key: str) -> None:
+    """Add an endpoint (ENDPOINT_URL receives the events); prints it with its signing secret
+    (shown only now)."""
+    body: dict[str, Any] = {"url": endpoint_url}
+    if events:
+        body["event_types"] = list(events)
+    if description:
+        body["description"] = description
+    click.echo(json.dumps(_call("POST", url, key, "/api/v1/webhook_endpoints/", json=body), indent=2))
+
+
+@webhooks.command("list")
+@with_api
+def webhooks_list(url: str, key: str) -> None:
+    """List endpoints: id, url, events, state."""
+    for e in _call("GET", url, key, "/api/v1/webhook_endpoints/")["results"]:
+        state = "disabled" if e["disabled"] else "enabled"
+        click.echo(f"{e['id']}  {state:8}  {e['url']}  {','.join(e['event_types']) or 'all events'}")
+
+
+@webhooks.command("remove")
+@click.argument("endpoint_id")
+@with_api
+def webhooks_remove(endpoint_id: str, url: str, key: str) -> None:
+    """Delete an endpoint."""
+    _call("DELETE", url, key, f"/api/v1/webhook_endpoints/{endpoint_id}/")
+    click.echo(f"removed {endpoint_id}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

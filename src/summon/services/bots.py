@@ -94,6 +94,7 @@ async def create_bot(ctx: Context, workspace_id: UUID, new: NewBot) -> Bot:
         bot.window_end = window_end(new.join_at, bot.config)
     bot = await ctx.store.insert_bot(bot, [bot_status_event(bot, change)], admission(ctx, bot, now, reserve=True))
     ctx.signals.notify("fleet" if not scheduled else "schedule")
+    ctx.signals.notify("outbox")
     return bot
 
 
@@ -183,6 +184,7 @@ async def delete_bot(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
             await ctx.store.delete_bot(bot, bot.version, [bot_deleted_event(bot, ctx.clock.now())])
         except StaleVersion:
             continue
+        ctx.signals.notify("outbox")
         return bot
     raise Conflict("The bot changed while it was being deleted; retry.")
 
@@ -212,6 +214,7 @@ async def change_status(
         **fields,  # type: ignore[arg-type]
     )
     await ctx.store.save_bot(updated, bot.version, change, [bot_status_event(updated, change)])
+    ctx.signals.notify("outbox")
     return updated
 
 

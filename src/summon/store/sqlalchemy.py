@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,9 +20,11 @@ from sqlalchemy.engine import Connection
 from summon.abc import IdempotencyRecord, Store
 from summon.domain.bots import Bot, BotFilter
 from summon.domain.errors import AdhocPoolExhausted, ScheduledCapacityExhausted, StaleVersion
+from summon.domain.deliveries import PENDING, Attempt, Delivery, DeliveryFilter, DueDelivery, Outcome
 from summon.domain.events import OutboxMessage
 from summon.domain.fleet import Admission, Agent, BotCommand
 from summon.domain.scheduling import MAX_WINDOW, plus
+from summon.domain.webhook_endpoints import WebhookEndpoint
 from summon.domain.lifecycle import Status, StatusChange
 from summon.domain.workspaces import ApiKey, Workspace
 from summon.store.runners import Job, Runner, is_sqlite, make_runner
@@ -33,6 +36,9 @@ from summon.store.tables import (
     bots,
     idempotency_keys,
     outbox,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
     workspaces,
 )
 
@@ -193,6 +199,75 @@ class SqlAlchemyStore(Store):
 
     async def take_commands(self, agent_id: UUID, now: datetime, limit: int) -> list[BotCommand]:
         return await self._runner.write(partial(_take_commands, agent_id, now, limit))
+
+    # -- webhook endpoints ---------------------------------------------------------------------------
+    async def insert_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        await self._runner.write(partial(_execute, webhook_endpoints.insert().values(**_endpoint_row(endpoint))))
+
+    async def get_endpoint(self, workspace_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None:
+        query = sa.select(webhook_endpoints).where(
+            webhook_endpoints.c.workspace_id == workspace_id, webhook_endpoints.c.id == endpoint_id
+        )
+        row = await self._runner.read(partial(_first, query))
+        return None if row is None else _endpoint(row)
+
+    async def list_endpoints(self, workspace_id: UUID) -> list[WebhookEndpoint]:
+        query = (
+            sa.select(webhook_endpoints)
+            .where(webhook_endpoints.c.workspace_id == workspace_id)
+            .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+        )
+        return [_endpoint(r) for r in await self._runner.read(partial(_all, query))]
+
+    async def save_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        row = _endpoint_row(endpoint)
+        statement = webhook_endpoints.update().where(
+            webhook_endpoints.c.id == endpoint.id, webhook_endpoints.c.workspace_id == endpoint.workspace_id
+        ).values(**{k: v for k, v in row.items() if k not in ("id", "workspace_id", "created_at")})
+        await self._runner.write(partial(_execute, statement))
+
+    async def delete_endpoint(self, workspace_id: UUID, endpoint_id: UUID) -> bool:
+        statement = webhook_endpoints.delete().where(
+            webhook_endpoints.c.workspace_id == workspace_id, webhook_endpoints.c.id == endpoint_id
+        )
+        return await self._runner.write(partial(_rowcount, statement)) == 1
+
+    # -- webhook deliveries ------------------------------------------------------------------------
+    async def dispatch_outbox(self, now: datetime, limit: int) -> int:
+        return await self._runner.write(partial(_dispatch_outbox, now, limit))
+
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = ()
+    ) -> list[DueDelivery]:
+        return await self._runner.write(partial(_claim_deliveries, now, lease_until, limit, list(skip_endpoints)))
+
+    async def release_deliveries(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            statement = webhook_deliveries.update().where(webhook_deliveries.c.seq.in_(list(seqs))).values(lease_until=None)
+            await self._runner.write(partial(_execute, statement))
+
+    async def next_delivery_at(self) -> datetime | None:
+        query = sa.select(sa.func.min(webhook_deliveries.c.next_attempt_at)).where(webhook_deliveries.c.status == PENDING)
+        return await self._runner.read(partial(_scalar_value, query))  # type: ignore[no-any-return]
+
+    async def record_attempt(self, seq: int, endpoint_id: UUID, attempt: Attempt, outcome: Outcome) -> None:
+        await self._runner.write(partial(_record_attempt, seq, endpoint_id, attempt, outcome))
+
+    async def list_deliveries(
+        self, workspace_id: UUID, flt: DeliveryFilter, before_seq: int | None, limit: int
+    ) -> list[Delivery]:
+        d = webhook_deliveries.c
+        query = sa.select(webhook_deliveries).where(d.workspace_id == workspace_id)
+        if before_seq is not None:
+            query = query.where(d.seq < before_seq)
+        for column, value in ((d.endpoint_id, flt.endpoint_id), (d.event_type, flt.event_type),
+                              (d.status, flt.status), (d.bot_id, flt.bot_id)):
+            if value is not None:
+                query = query.where(column == value)
+        return await self._runner.read(partial(_deliveries_with_attempts, query.order_by(d.seq.desc()).limit(limit)))
+
+    async def resend_delivery(self, workspace_id: UUID, delivery_id: UUID, now: datetime) -> Delivery | None:
+        return await self._runner.write(partial(_resend, workspace_id, delivery_id, now))
 
     # -- outbox ----------------------------------------------------------------------------------
     async def pending_messages(self, limit: int) -> list[OutboxMessage]:
@@ -475,6 +550,139 @@ def _take_commands(agent_id: UUID, now: datetime, limit: int, conn: Connection) 
     return [BotCommand(r.bot_id, r.agent_id, r.name, r.args, r.created_at, r.seq) for r in rows]
 
 
+def _dispatch_outbox(now: datetime, limit: int, conn: Connection) -> int:
+    query = sa.select(outbox).where(outbox.c.dispatched_at.is_(None)).order_by(outbox.c.seq).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    messages = conn.execute(query).all()
+    if not messages:
+        return 0
+    workspace_ids = {m.workspace_id for m in messages}
+    endpoints = conn.execute(
+        sa.select(webhook_endpoints.c.id, webhook_endpoints.c.workspace_id, webhook_endpoints.c.event_types).where(
+            webhook_endpoints.c.workspace_id.in_(workspace_ids), webhook_endpoints.c.disabled.is_(False)
+        )
+    ).all()
+    rows = [
+        dict(id=uuid4(), message_id=m.id, endpoint_id=e.id, workspace_id=m.workspace_id, bot_id=m.bot_id,
+             event_type=m.event_type, status=PENDING, attempts=0, next_attempt_at=now, lease_until=None,
+             last_status_code=None, created_at=now, updated_at=now)
+        for m in messages
+        for e in endpoints
+        if e.workspace_id == m.workspace_id and (not e.event_types or m.event_type in e.event_types)
+    ]
+    if rows:
+        conn.execute(webhook_deliveries.insert(), rows)
+    conn.execute(outbox.update().where(outbox.c.seq.in_([m.seq for m in messages])).values(dispatched_at=now))
+    return len(messages)
+
+
+def _claim_deliveries(
+    now: datetime, lease_until: datetime, limit: int, skip_endpoints: list[UUID], conn: Connection
+) -> list[DueDelivery]:
+    d = webhook_deliveries.c
+    earlier = webhook_deliveries.alias("earlier")
+    blocked = sa.exists().where(
+        earlier.c.endpoint_id == d.endpoint_id,
+        earlier.c.bot_id == d.bot_id,
+        earlier.c.status == PENDING,
+        earlier.c.seq < d.seq,
+    )
+    query = (
+        sa.select(d.seq)
+        .where(
+            d.status == PENDING,
+            d.next_attempt_at <= now,
+            sa.or_(d.lease_until.is_(None), d.lease_until < now),
+            sa.or_(d.bot_id.is_(None), ~blocked),
+        )
+        .order_by(d.seq)
+        .limit(limit)
+    )
+    if skip_endpoints:
+        query = query.where(d.endpoint_id.not_in(skip_endpoints))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    seqs = [r.seq for r in conn.execute(query)]
+    if not seqs:
+        return []
+    conn.execute(webhook_deliveries.update().where(d.seq.in_(seqs)).values(lease_until=lease_until))
+    rows = conn.execute(
+        sa.select(webhook_deliveries, outbox.c.payload, webhook_endpoints.c.url, webhook_endpoints.c.secret,
+                  webhook_endpoints.c.previous_secret, webhook_endpoints.c.previous_secret_until,
+                  webhook_endpoints.c.failing_since)
+        .join(outbox, outbox.c.id == d.message_id)
+        .join(webhook_endpoints, webhook_endpoints.c.id == d.endpoint_id)
+        .where(d.seq.in_(seqs))
+        .order_by(d.seq)
+    ).all()
+    return [
+        DueDelivery(_delivery(r), r.payload, r.url, r.secret, r.previous_secret, r.previous_secret_until,
+                    r.failing_since)
+        for r in rows
+    ]
+
+
+def _record_attempt(seq: int, endpoint_id: UUID, attempt: Attempt, outcome: Outcome, conn: Connection) -> None:
+    conn.execute(
+        webhook_attempts.insert().values(
+            delivery_seq=seq, attempted_at=attempt.attempted_at, status_code=attempt.status_code,
+            duration_ms=attempt.duration_ms, error=attempt.error, response=attempt.response,
+        )
+    )
+    conn.execute(
+        webhook_deliveries.update()
+        .where(webhook_deliveries.c.seq == seq)
+        .values(
+            status=outcome.status, attempts=webhook_deliveries.c.attempts + 1, next_attempt_at=outcome.retry_at,
+            lease_until=None, last_status_code=attempt.status_code, updated_at=attempt.attempted_at,
+        )
+    )
+    endpoint = dict(failing_since=outcome.endpoint_failing_since)
+    if outcome.disable_endpoint:
+        endpoint.update(disabled=True, disabled_reason="every delivery failed for 5 days")  # type: ignore[dict-item]
+    conn.execute(webhook_endpoints.update().where(webhook_endpoints.c.id == endpoint_id).values(**endpoint))
+
+
+def _deliveries_with_attempts(query: sa.Select[Any], conn: Connection) -> list[Delivery]:
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    history: dict[int, list[Attempt]] = {}
+    attempts = conn.execute(
+        sa.select(webhook_attempts)
+        .where(webhook_attempts.c.delivery_seq.in_([r.seq for r in rows]))
+        .order_by(webhook_attempts.c.delivery_seq, webhook_attempts.c.id)
+    )
+    for a in attempts:
+        history.setdefault(a.delivery_seq, []).append(
+            Attempt(a.attempted_at, a.status_code, a.duration_ms, a.error, a.response)
+        )
+    return [replace(_delivery(r), history=history.get(r.seq, [])) for r in rows]
+
+
+def _resend(workspace_id: UUID, delivery_id: UUID, now: datetime, conn: Connection) -> Delivery | None:
+    d = webhook_deliveries.c
+    result = conn.execute(
+        webhook_deliveries.update()
+        .where(d.workspace_id == workspace_id, d.id == delivery_id)
+        .values(status=PENDING, attempts=0, next_attempt_at=now, lease_until=None, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    found = _deliveries_with_attempts(sa.select(webhook_deliveries).where(d.id == delivery_id), conn)
+    return found[0]
+
+
+def _delivery(r: Any) -> Delivery:
+    return Delivery(
+        seq=r.seq, id=r.id, message_id=r.message_id, endpoint_id=r.endpoint_id, workspace_id=r.workspace_id,
+        bot_id=r.bot_id, event_type=r.event_type, status=r.status, attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at, last_status_code=r.last_status_code, created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
 def _idempotency_where(workspace_id: UUID, scope: str, key: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         idempotency_keys.c.workspace_id == workspace_id,
@@ -521,6 +729,24 @@ def _insert_ignore(conn: Connection, table: sa.Table) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _endpoint_row(e: WebhookEndpoint) -> dict[str, Any]:
+    return dict(
+        id=e.id, workspace_id=e.workspace_id, url=e.url, description=e.description, event_types=list(e.event_types),
+        secret=e.sealed_secret, previous_secret=e.sealed_previous_secret, previous_secret_until=e.previous_secret_until,
+        disabled=e.disabled, disabled_reason=e.disabled_reason, failing_since=e.failing_since,
+        created_at=e.created_at, updated_at=e.updated_at,
+    )
+
+
+def _endpoint(r: Any) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=r.id, workspace_id=r.workspace_id, url=r.url, description=r.description, event_types=list(r.event_types),
+        sealed_secret=r.secret, sealed_previous_secret=r.previous_secret, previous_secret_until=r.previous_secret_until,
+        disabled=r.disabled, disabled_reason=r.disabled_reason, failing_since=r.failing_since,
+        created_at=r.created_at, updated_at=r.updated_at,
+    )
 
 
 # -- row mapping ---------------------------------------------------------------------------------

@@ -159,3 +159,62 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_idempotency_keys_created", "created_at"),
 )
+
+# Webhook endpoints of a workspace; secrets encrypted at rest (SecretBox). During a rotation the
+# previous secret keeps signing (a second signature) until ``previous_secret_until``.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("event_types", JSONDoc, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text, nullable=True),
+    sa.Column("previous_secret_until", UTCDateTime, nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.String(200), nullable=True),
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_endpoints_workspace", "workspace_id", "created_at"),
+)
+
+# One row per (outbox message, endpoint): what the webhook sender must deliver, and how it went.
+# ``seq`` orders the deliveries of one bot to one endpoint: a later one waits for the earlier.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("message_id", sa.Uuid, nullable=False),
+    sa.Column("endpoint_id", sa.Uuid, sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workspace_id", sa.Uuid, nullable=False),
+    sa.Column("bot_id", sa.Uuid, nullable=True),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("message_id", "endpoint_id", name="uq_webhook_deliveries_message_endpoint"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_order", "endpoint_id", "bot_id", "status", "seq"),
+    sa.Index("ix_webhook_deliveries_ledger", "workspace_id", "seq"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_seq", BigId, sa.ForeignKey("webhook_deliveries.seq", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("response", sa.Text, nullable=True),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_seq", "id"),
+)

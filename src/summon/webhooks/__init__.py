@@ -1,0 +1,1 @@
+"""Webhook delivery: the sender that turns outbox messages into signed HTTP deliveries."""

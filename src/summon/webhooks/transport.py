@@ -1,0 +1,61 @@
+"""How a delivery leaves the building: one POST. A port so tests can answer with a plain
+function and production can use a real HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+import httpx
+
+
+class DeliveryError(Exception):
+    """The request did not get an HTTP answer (connection refused, timeout, TLS, DNS…)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class WebhookTransport(Protocol):
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
+        """POST ``body``; the status code and (the start of) the answer, or DeliveryError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class HttpxTransport:
+    """Production transport: one pooled httpx client; its errors translated once, here."""
+
+    def __init__(self, max_connections: int = 200) -> None:
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,  # a redirect is an answer (3xx), not a place to post to
+            headers={"user-agent": "Summon-Webhooks/1"},
+        )
+
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
+        try:
+            response = await self._client.post(url, headers=dict(headers), content=body, timeout=timeout)
+        except httpx.TimeoutException:
+            raise DeliveryError(f"no answer within {timeout:.0f} s") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        return response.status_code, response.content[:4096]
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class FunctionTransport:
+    """A transport that calls ``handler(url, headers, body)`` — for tests."""
+
+    def __init__(self, handler: Callable[[str, Mapping[str, str], bytes], Awaitable[tuple[int, bytes]]]) -> None:
+        self._handler = handler
+
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
+        return await self._handler(url, headers, body)
+
+    async def close(self) -> None:
+        pass
