@@ -204,8 +204,9 @@ class Store(ABC):
         of a bot reach an endpoint in order), never one to ``skip_endpoints``."""
 
     @abstractmethod
-    async def release_deliveries(self, seqs: Sequence[int]) -> None:
-        """Give claimed deliveries back unattempted (their lease ends now)."""
+    async def release_deliveries(self, seqs: Sequence[int] | None) -> None:
+        """Give claimed deliveries back unattempted (their lease ends now); None: every claimed
+        delivery (a single node starting: whoever claimed them is gone)."""
 
     @abstractmethod
     async def next_delivery_at(self) -> datetime | None: ...

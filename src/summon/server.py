@@ -102,6 +102,9 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
 @asynccontextmanager
 async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
     sender = WebhookSender(ctx, HttpxTransport(), block_private=ctx.settings.webhook_block_private)
+    if ctx.store.dialect == "sqlite":
+        # One process serves a SQLite file: deliveries claimed before a crash are nobody's now.
+        await ctx.store.release_deliveries(None)
     await sender.start()
     try:
         yield sender

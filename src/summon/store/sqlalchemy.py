@@ -241,10 +241,15 @@ class SqlAlchemyStore(Store):
     ) -> list[DueDelivery]:
         return await self._runner.write(partial(_claim_deliveries, now, lease_until, limit, list(skip_endpoints)))
 
-    async def release_deliveries(self, seqs: Sequence[int]) -> None:
-        if seqs:
-            statement = webhook_deliveries.update().where(webhook_deliveries.c.seq.in_(list(seqs))).values(lease_until=None)
-            await self._runner.write(partial(_execute, statement))
+    async def release_deliveries(self, seqs: Sequence[int] | None) -> None:
+        d = webhook_deliveries.c
+        if seqs is None:
+            statement = webhook_deliveries.update().where(d.status == PENDING, d.lease_until.is_not(None))
+        elif seqs:
+            statement = webhook_deliveries.update().where(d.seq.in_(list(seqs)))
+        else:
+            return
+        await self._runner.write(partial(_execute, statement.values(lease_until=None)))
 
     async def next_delivery_at(self) -> datetime | None:
         query = sa.select(sa.func.min(webhook_deliveries.c.next_attempt_at)).where(webhook_deliveries.c.status == PENDING)
