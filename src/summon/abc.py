@@ -197,11 +197,13 @@ class Store(ABC):
 
     @abstractmethod
     async def claim_deliveries(
-        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = ()
+        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = (),
+        per_endpoint: int = 1_000_000,
     ) -> list[DueDelivery]:
         """Claim pending deliveries that are due, oldest first, leased until ``lease_until``;
-        never one whose bot has an earlier pending delivery to the same endpoint (deliveries
-        of a bot reach an endpoint in order), never one to ``skip_endpoints``."""
+        at most ``per_endpoint`` per endpoint; never one whose bot has an earlier pending
+        delivery to the same endpoint (deliveries of a bot reach an endpoint in order), never
+        one to ``skip_endpoints``."""
 
     @abstractmethod
     async def release_deliveries(self, seqs: Sequence[int] | None) -> None:

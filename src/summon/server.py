@@ -28,7 +28,7 @@ from summon.settings import ALL_ROLES, ROLE_ALIASES, Settings
 from summon.store.migrate import migrate
 from summon.store.sqlalchemy import SqlAlchemyStore
 from summon.webhooks.sender import WebhookSender
-from summon.webhooks.transport import HttpxTransport
+from summon.webhooks.transport import AiohttpTransport
 
 log = logging.getLogger("summon")
 
@@ -101,7 +101,7 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
 
 @asynccontextmanager
 async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
-    sender = WebhookSender(ctx, HttpxTransport(), block_private=ctx.settings.webhook_block_private)
+    sender = WebhookSender(ctx, AiohttpTransport(), block_private=ctx.settings.webhook_block_private)
     if ctx.store.dialect == "sqlite":
         # One process serves a SQLite file: deliveries claimed before a crash are nobody's now.
         await ctx.store.release_deliveries(None)

@@ -237,9 +237,12 @@ class SqlAlchemyStore(Store):
         return await self._runner.write(partial(_dispatch_outbox, now, limit))
 
     async def claim_deliveries(
-        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = ()
+        self, now: datetime, lease_until: datetime, limit: int, skip_endpoints: Sequence[UUID] = (),
+        per_endpoint: int = 1_000_000,
     ) -> list[DueDelivery]:
-        return await self._runner.write(partial(_claim_deliveries, now, lease_until, limit, list(skip_endpoints)))
+        return await self._runner.write(
+            partial(_claim_deliveries, now, lease_until, limit, list(skip_endpoints), per_endpoint)
+        )
 
     async def release_deliveries(self, seqs: Sequence[int] | None) -> None:
         d = webhook_deliveries.c
@@ -583,7 +586,8 @@ def _dispatch_outbox(now: datetime, limit: int, conn: Connection) -> int:
 
 
 def _claim_deliveries(
-    now: datetime, lease_until: datetime, limit: int, skip_endpoints: list[UUID], conn: Connection
+    now: datetime, lease_until: datetime, limit: int, skip_endpoints: list[UUID], per_endpoint: int,
+    conn: Connection,
 ) -> list[DueDelivery]:
     d = webhook_deliveries.c
     earlier = webhook_deliveries.alias("earlier")
@@ -593,25 +597,33 @@ def _claim_deliveries(
         earlier.c.status == PENDING,
         earlier.c.seq < d.seq,
     )
-    query = (
-        sa.select(d.seq)
+    due = (
+        sa.select(d.seq, sa.func.row_number().over(partition_by=d.endpoint_id, order_by=d.seq).label("rank"))
         .where(
             d.status == PENDING,
             d.next_attempt_at <= now,
             sa.or_(d.lease_until.is_(None), d.lease_until < now),
             sa.or_(d.bot_id.is_(None), ~blocked),
         )
-        .order_by(d.seq)
-        .limit(limit)
     )
     if skip_endpoints:
-        query = query.where(d.endpoint_id.not_in(skip_endpoints))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        due = due.where(d.endpoint_id.not_in(skip_endpoints))
+    # At most ``per_endpoint`` of one endpoint: a busy endpoint's backlog must not crowd out the
+    # others' deliveries from the claim.
+    ranked = due.subquery()
+    query = sa.select(ranked.c.seq).where(ranked.c.rank <= per_endpoint).order_by(ranked.c.seq).limit(limit)
     seqs = [r.seq for r in conn.execute(query)]
     if not seqs:
         return []
-    conn.execute(webhook_deliveries.update().where(d.seq.in_(seqs)).values(lease_until=lease_until))
+    claim = webhook_deliveries.update().where(d.seq.in_(seqs), sa.or_(d.lease_until.is_(None), d.lease_until < now))
+    if conn.dialect.name == "postgresql":
+        # Two senders may rank the same rows; the one whose update takes a row owns it.
+        rows = conn.execute(claim.values(lease_until=lease_until).returning(d.seq)).all()
+        seqs = [r.seq for r in rows]
+        if not seqs:
+            return []
+    else:
+        conn.execute(claim.values(lease_until=lease_until))
     rows = conn.execute(
         sa.select(webhook_deliveries, outbox.c.payload, webhook_endpoints.c.url, webhook_endpoints.c.secret,
                   webhook_endpoints.c.previous_secret, webhook_endpoints.c.previous_secret_until,
@@ -643,10 +655,18 @@ def _record_attempt(seq: int, endpoint_id: UUID, attempt: Attempt, outcome: Outc
             lease_until=None, last_status_code=attempt.status_code, updated_at=attempt.attempted_at,
         )
     )
-    endpoint = dict(failing_since=outcome.endpoint_failing_since)
+    e = webhook_endpoints.c
     if outcome.disable_endpoint:
-        endpoint.update(disabled=True, disabled_reason="every delivery failed for 5 days")  # type: ignore[dict-item]
-    conn.execute(webhook_endpoints.update().where(webhook_endpoints.c.id == endpoint_id).values(**endpoint))
+        conn.execute(webhook_endpoints.update().where(e.id == endpoint_id).values(
+            failing_since=outcome.endpoint_failing_since, disabled=True,
+            disabled_reason="every delivery failed for 5 days"))
+    elif outcome.endpoint_failing_since is None:
+        # Healthy: clear a failure record only if there is one (most deliveries write nothing).
+        conn.execute(webhook_endpoints.update().where(e.id == endpoint_id, e.failing_since.is_not(None))
+                     .values(failing_since=None))
+    else:
+        conn.execute(webhook_endpoints.update().where(e.id == endpoint_id, e.failing_since.is_(None))
+                     .values(failing_since=outcome.endpoint_failing_since))
 
 
 def _deliveries_with_attempts(query: sa.Select[Any], conn: Connection) -> list[Delivery]:

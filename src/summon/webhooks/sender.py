@@ -50,7 +50,7 @@ DISPATCH_BATCH = 500
 
 
 class WebhookSender:
-    def __init__(self, ctx: Context, transport: WebhookTransport, *, per_endpoint: int = 8,
+    def __init__(self, ctx: Context, transport: WebhookTransport, *, per_endpoint: int = 32,
                  max_in_flight: int = 512, block_private: bool = False) -> None:
         self.ctx = ctx
         self.transport = transport
@@ -101,7 +101,7 @@ class WebhookSender:
         if room <= 0:
             return POLL_S
         saturated = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
-        due = await self.ctx.store.claim_deliveries(now, now + LEASE, room, saturated)
+        due = await self.ctx.store.claim_deliveries(now, now + LEASE, room, saturated, self.per_endpoint)
         # The claim is oldest-first across endpoints; keep each endpoint within its cap and give
         # the rest back at once (holding them would only delay them and other senders).
         over: list[int] = []
