@@ -101,7 +101,8 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
 
 @asynccontextmanager
 async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
-    sender = WebhookSender(ctx, AiohttpTransport(), block_private=ctx.settings.webhook_block_private)
+    block = ctx.settings.webhook_block_private
+    sender = WebhookSender(ctx, AiohttpTransport(public_only=block), block_private=block)
     if ctx.store.dialect == "sqlite":
         # One process serves a SQLite file: deliveries claimed before a crash are nobody's now.
         await ctx.store.release_deliveries(None)

@@ -174,3 +174,16 @@ async def test_private_destinations_can_be_refused(ctx: Context, address: str) -
     assert receiver.got == []
     [delivery] = await ctx.store.list_deliveries(ws, DeliveryFilter(), None, 10)
     assert delivery.status == "pending" and "blocked" in (delivery.history[0].error or "")
+
+
+async def test_public_only_transport_never_connects_inside() -> None:
+    """The production transport with SUMMON_WEBHOOK_BLOCK_PRIVATE resolves names itself and
+    refuses loopback answers — the connection is never attempted."""
+    from summon.webhooks.transport import AiohttpTransport
+
+    transport = AiohttpTransport(public_only=True)
+    try:
+        with pytest.raises(DeliveryError, match="blocked"):
+            await transport.post("http://localhost:9/hook", {}, b"{}", 5)
+    finally:
+        await transport.close()

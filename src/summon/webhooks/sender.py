@@ -182,8 +182,9 @@ class _EndpointView:
 
 async def _refuse_private(url: str) -> None:
     """SUMMON_WEBHOOK_BLOCK_PRIVATE: refuse destinations that resolve to private, loopback or
-    link-local addresses, checked on the addresses as resolved now (not when the endpoint was
-    saved), so a DNS answer that changes later cannot point a delivery inside."""
+    link-local addresses, checked at send time (not when the endpoint was saved). The
+    production transport also resolves through ``PublicOnlyResolver`` and connects only to the
+    addresses it checked, which closes the window between this check and the connection."""
     host = urlsplit(url).hostname or ""
     try:
         literal = ipaddress.ip_address(host)

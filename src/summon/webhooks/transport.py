@@ -6,8 +6,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+import socket
+from typing import Any
+
 import aiohttp
+import aiohttp.abc
 import httpx
+
+from summon.domain.webhooks import is_blocked_address
 
 
 class DeliveryError(Exception):
@@ -49,18 +55,45 @@ class HttpxTransport:
         await self._client.aclose()
 
 
+class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
+    """Resolves like the default resolver, then keeps only addresses that may be reached. The
+    connection is made to exactly the addresses checked here, so a DNS answer that changes
+    between a check and the connect (DNS rebinding) cannot point a delivery inside."""
+
+    def __init__(self) -> None:
+        self._resolver = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        results = await self._resolver.resolve(host, port, family)
+        allowed = [r for r in results if not is_blocked_address(r["host"])]
+        if not allowed:
+            raise OSError(f"{host} resolves only to blocked addresses")
+        return allowed
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
 class AiohttpTransport:
     """Production transport: aiohttp, with a connection pool per destination host and its C
     HTTP parser (a general-purpose Python client spends more CPU per request than the whole
-    rest of a delivery). Its errors are translated once, here."""
+    rest of a delivery). Its errors are translated once, here. With ``public_only``, names are
+    resolved by :class:`PublicOnlyResolver` (SUMMON_WEBHOOK_BLOCK_PRIVATE)."""
 
-    def __init__(self, max_connections: int = 512, per_host: int = 64) -> None:
+    def __init__(self, max_connections: int = 512, per_host: int = 64, *, public_only: bool = False) -> None:
         self._limits = (max_connections, per_host)
+        self._public_only = public_only
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the running loop, on first use
-            connector = aiohttp.TCPConnector(limit=self._limits[0], limit_per_host=self._limits[1], ttl_dns_cache=60)
+            resolver = PublicOnlyResolver() if self._public_only else None
+            connector = aiohttp.TCPConnector(
+                limit=self._limits[0], limit_per_host=self._limits[1],
+                # No DNS cache when checking: every connection is made to freshly checked addresses.
+                ttl_dns_cache=60, use_dns_cache=not self._public_only,
+                resolver=resolver,
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"user-agent": "Summon-Webhooks/1"}, auto_decompress=False
             )
@@ -75,6 +108,9 @@ class AiohttpTransport:
                 return response.status, await response.content.read(4096)
         except TimeoutError:
             raise DeliveryError(f"no answer within {timeout:.0f} s") from None
+        except aiohttp.ClientConnectorError as exc:
+            # The underlying error says why (refused, unreachable, or a blocked address).
+            raise DeliveryError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
 
