@@ -70,6 +70,12 @@ class Service:
                 self._changed.wait(0.05)
         raise AssertionError("summon serve did not become ready:\n" + "\n".join(self.lines))
 
+    def kill9(self) -> None:
+        """``kill -9``: no shutdown code runs (the process and its pipes are reaped)."""
+        self.process.kill()
+        self.process.wait()
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -54,9 +54,7 @@ def test_kill_9_and_restart_loses_nothing(tmp_path: Path) -> None:
            for i in range(40)]
     adhoc = [api.create(meeting_url="sandbox://adhoc?participants=alice@0")["id"] for _ in range(2)]
     wait_joined(api, ids, at_least=8)
-    svc.process.kill()  # kill -9: no shutdown code runs
-    svc.process.wait()
-    svc.stop()
+    svc.kill9()
 
     again = start_service(tmp_path / "data", env)
     try:
@@ -113,8 +111,7 @@ def test_two_nodes_on_postgresql_each_bot_joins_once_even_when_one_dies(tmp_path
         ids = [api.create(meeting_url=f"sandbox://n{i}?participants=alice@0&end_after=0.5",
                           join_at=iso_in(4 + i * 0.04))["id"] for i in range(300)]
         wait_joined(api, ids, at_least=60)
-        node_a.process.kill()
-        node_a.process.wait()
+        node_a.kill9()
         api = Api(node_b.url, key)
         bots = wait_all_terminal(api, ids, timeout=120)
         assert len(bots) == len(ids)

@@ -113,9 +113,7 @@ def test_kill_9_loses_no_webhook(tmp_path: Path, receiver: Receiver) -> None:
     ids = [api.create(meeting_url=f"sandbox://k{i}?participants=alice@0&end_after=0.5", join_at=iso_in(3))["id"]
            for i in range(60)]
     receiver.wait(lambda: len(receiver.received) >= 100, timeout=60)  # mid-stream
-    svc.process.kill()
-    svc.process.wait()
-    svc.stop()
+    svc.kill9()
     again = start_service(tmp_path / "data", FAST)
     try:
         again.wait_ready()

@@ -105,6 +105,7 @@ class SubCode(StrEnum):
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
     PLATFORM_CONNECTION_ERROR = "platform_connection_error"
     PLATFORM_DRIVER_UNAVAILABLE = "platform_driver_unavailable"
+    NO_BOT_SLOT_AVAILABLE = "no_bot_slot_available"
     # done
     BOT_REMOVED_BEFORE_JOIN = "bot_removed_before_join"
 
@@ -118,6 +119,7 @@ SUB_CODE_STATUS: dict[str, Status] = {
     SubCode.BOT_PROCESS_CRASHED: S.FATAL,
     SubCode.HEARTBEAT_TIMEOUT: S.FATAL,
     SubCode.PLATFORM_DRIVER_UNAVAILABLE: S.FATAL,
+    SubCode.NO_BOT_SLOT_AVAILABLE: S.FATAL,
     SubCode.BOT_REMOVED_BEFORE_JOIN: S.DONE,
 }
 

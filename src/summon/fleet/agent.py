@@ -351,17 +351,14 @@ class FleetAgent:
             for bot in await self.ctx.store.take_assigned_bots(self.id, now + CLAIM_LEASE, room):
                 report_staged = bot.join_at is not None and bot.join_at > now
                 if not await self.host(bot, report_staged=report_staged):
-                    await self._fail_unhosted(bot)
+                    await bot_service.fail_bot(
+                        self.ctx, bot, SubCode.NO_BOT_SLOT_AVAILABLE, bot_service.NO_SLOT_MESSAGE
+                    )
         for command in await self.ctx.store.take_commands(self.id, now, 200):
             hosted = self._hosted.get(str(command.bot_id))
             if hosted is not None:
                 hosted.runtime.send({"op": "command", "bot_id": str(command.bot_id), "name": command.name,
                                      "args": command.args})
-
-    async def _fail_unhosted(self, bot: Bot) -> None:
-        with contextlib.suppress(StaleVersion, IllegalTransition):
-            await bot_service.change_status(self.ctx, bot, Status.FATAL, "no_bot_slot_available",
-                                            "the fleet had no free bot slot")
 
     async def _watchdog_loop(self) -> None:
         while True:

@@ -86,14 +86,10 @@ class Scheduler:
     async def _stage(self, bot: Bot, now: datetime) -> None:
         plan = plan_join(bot.join_at, now, self.ctx.settings.late_join_grace_s)
         if plan.lateness is Lateness.MISSED:
-            await self._fail(bot, SubCode.JOIN_AT_MISSED, plan.message)
+            await bot_service.fail_bot(self.ctx, bot, SubCode.JOIN_AT_MISSED, plan.message)
             return
         if not await self.agent.host(bot, report_staged=True):
-            await self._fail(bot, "no_bot_slot_available", "the fleet had no free bot slot")
-
-    async def _fail(self, bot: Bot, sub_code: str, message: str | None) -> None:
-        with contextlib.suppress(StaleVersion, IllegalTransition):
-            await bot_service.change_status(self.ctx, bot, Status.FATAL, sub_code, message)
+            await bot_service.fail_bot(self.ctx, bot, SubCode.NO_BOT_SLOT_AVAILABLE, bot_service.NO_SLOT_MESSAGE)
 
     async def recover(self) -> None:
         """Bots whose agent stopped or went silent: re-stage those that have not joined (late
@@ -111,7 +107,7 @@ class Scheduler:
         if bot.state in (Status.READY, Status.STAGED):
             plan = plan_join(bot.join_at or bot.created_at, now, self.ctx.settings.late_join_grace_s)
             if plan.lateness is Lateness.MISSED:
-                await self._fail(bot, SubCode.JOIN_AT_MISSED, plan.message)
+                await bot_service.fail_bot(self.ctx, bot, SubCode.JOIN_AT_MISSED, plan.message)
                 return
             if self.agent.room() <= 0:
                 return
@@ -121,7 +117,9 @@ class Scheduler:
             log.info("bot %s: taking over from a lost agent (%s)", bot.id, bot.state.value)
             report_staged = bot.state is Status.READY and bot.join_at is not None and bot.join_at > now
             if not await self.agent.host(claimed, report_staged=report_staged):
-                await self._fail(claimed, "no_bot_slot_available", "the fleet had no free bot slot")
+                await bot_service.fail_bot(
+                    self.ctx, claimed, SubCode.NO_BOT_SLOT_AVAILABLE, bot_service.NO_SLOT_MESSAGE
+                )
             return
         await bot_service.change_status(
             self.ctx, bot, Status.FATAL, SubCode.HEARTBEAT_TIMEOUT,

@@ -6,6 +6,7 @@ calendars and mail all come through here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from datetime import datetime
@@ -33,6 +34,7 @@ from summon.domain.events import bot_deleted_event, bot_status_event
 from summon.domain.lifecycle import (
     FINISHED,
     IN_MEETING,
+    IllegalTransition,
     NOT_JOINED,
     Status,
     StatusChange,
@@ -216,6 +218,17 @@ async def change_status(
     await ctx.store.save_bot(updated, bot.version, change, [bot_status_event(updated, change)])
     ctx.signals.notify("outbox")
     return updated
+
+
+async def fail_bot(ctx: Context, bot: Bot, sub_code: str, message: str | None = None) -> None:
+    """Move ``bot`` (as read) to ``fatal`` unless someone moved it first: a fencing conflict or a
+    bot already finished means another actor decided, and their decision stands."""
+    with contextlib.suppress(StaleVersion, IllegalTransition):
+        await change_status(ctx, bot, Status.FATAL, sub_code, message)
+
+
+#: Said when a bot had to fail because the fleet had nowhere to run it.
+NO_SLOT_MESSAGE = "the fleet had no free bot slot"
 
 
 async def leave_call(ctx: Context, workspace_id: UUID, bot_id: UUID) -> Bot:
