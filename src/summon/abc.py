@@ -6,17 +6,27 @@ Contracts are stated here; ``tests/contract`` runs the same suite against every 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
 
 from summon.domain.bots import Bot, BotFilter
-from summon.domain.deliveries import Attempt, Delivery, DeliveryFilter, DueDelivery, Outcome
+from summon.domain.calendars import (
+    Calendar,
+    CalendarEvent,
+    CalendarEventFilter,
+    CalendarFilter,
+    EventBot,
+    EventBotLink,
+)
+from summon.domain.deliveries import AttemptResult, Delivery, DeliveryFilter, Dispatched, DueDelivery
 from summon.domain.events import OutboxMessage
 from summon.domain.fleet import Admission, Agent, BotCommand
 from summon.domain.lifecycle import StatusChange
+from summon.domain.mailboxes import Invite, Mailbox  # -- mailboxes --
+from summon.domain.recordings import Recording, RecordingFilter  # -- recordings --
 from summon.domain.webhook_endpoints import WebhookEndpoint
 from summon.domain.workspaces import ApiKey, Workspace
 
@@ -190,10 +200,20 @@ class Store(ABC):
 
     # -- webhook deliveries -----------------------------------------------------------------------
     @abstractmethod
-    async def dispatch_outbox(self, now: datetime, limit: int) -> int:
+    async def dispatch_outbox(
+        self, now: datetime, limit: int, lease_until: datetime | None = None,
+        room: Mapping[UUID, int] | None = None, default_room: int = 0,
+    ) -> Dispatched:
         """Turn up to ``limit`` undispatched outbox messages into deliveries, one per enabled
         endpoint of the message's workspace that wants its event type, and mark them
-        dispatched — in one transaction. Returns how many messages were dispatched."""
+        dispatched — in one transaction.
+
+        With ``lease_until``, new deliveries are claimed in the same transaction for the caller
+        (at most ``room[endpoint]``, or ``default_room`` for endpoints not in ``room``, per
+        endpoint, oldest first) and returned ready to send — except a delivery whose bot already
+        has an earlier pending delivery to that endpoint from before this call: it stays
+        unclaimed so that order holds (deliveries of one bot created in the same call are
+        leased together; the caller sends them in order)."""
 
     @abstractmethod
     async def claim_deliveries(
@@ -206,16 +226,27 @@ class Store(ABC):
         one to ``skip_endpoints``."""
 
     @abstractmethod
+    async def claim_for_endpoints(
+        self, now: datetime, lease_until: datetime, rooms: Mapping[UUID, int]
+    ) -> list[DueDelivery]:
+        """Like :meth:`claim_deliveries`, for the named endpoints only: at most ``rooms[e]``
+        of endpoint ``e``, its oldest first. Its cost does not grow with other endpoints'
+        backlogs."""
+
+    @abstractmethod
     async def release_deliveries(self, seqs: Sequence[int] | None) -> None:
         """Give claimed deliveries back unattempted (their lease ends now); None: every claimed
         delivery (a single node starting: whoever claimed them is gone)."""
 
     @abstractmethod
-    async def next_delivery_at(self) -> datetime | None: ...
+    async def next_delivery_at(self, after: datetime | None = None) -> datetime | None:
+        """When the earliest pending delivery is due (only those due after ``after``, if given:
+        the next retry)."""
 
     @abstractmethod
-    async def record_attempt(self, seq: int, endpoint_id: UUID, attempt: Attempt, outcome: Outcome) -> None:
-        """Record one attempt at a delivery, its outcome, and the endpoint's failure record."""
+    async def record_attempts(self, results: Sequence[AttemptResult], release: Sequence[int] = ()) -> None:
+        """Record finished attempts, their outcomes and the endpoints' failure records, and give
+        back ``release`` (claimed, not attempted) — in one transaction."""
 
     @abstractmethod
     async def list_deliveries(
@@ -231,6 +262,10 @@ class Store(ABC):
     @abstractmethod
     async def pending_messages(self, limit: int) -> list[OutboxMessage]:
         """Undispatched outbox messages, oldest first."""
+
+    @abstractmethod
+    async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        """Queue messages that no state change of ours carries (a real-time endpoint failing)."""
 
     # -- idempotency --------------------------------------------------------------------------
     @abstractmethod
@@ -259,6 +294,268 @@ class Store(ABC):
     @abstractmethod
     async def idempotency_abort(self, workspace_id: UUID, scope: str, key: str) -> None:
         """Forget a claim whose request failed, so the client may retry with the same key."""
+
+    # -- calendars --------------------------------------------------------------------------------
+    # Calendars, their events, and the bots attached to events (``summon.services.event_bots``).
+    # A calendar is fenced by ``version`` like a bot: ``save_calendar``/``apply_calendar_sync``
+    # name the version they read and raise ``StaleVersion`` if it moved.
+    @abstractmethod
+    async def insert_calendar(
+        self, calendar: Calendar, messages: Sequence[OutboxMessage] = ()
+    ) -> None: ...
+
+    @abstractmethod
+    async def get_calendar(self, workspace_id: UUID | None, calendar_id: UUID) -> Calendar | None:
+        """``workspace_id`` None: any workspace (internal callers)."""
+
+    @abstractmethod
+    async def list_calendars(
+        self,
+        workspace_id: UUID,
+        flt: CalendarFilter,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[Calendar]:
+        """Oldest first, by ``(created_at, id)``, those after the ``after`` position."""
+
+    @abstractmethod
+    async def save_calendar(
+        self, calendar: Calendar, expected_version: int, messages: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Write every mutable field (the stored version becomes ``calendar.version``) and queue
+        ``messages`` — fenced by ``expected_version``."""
+
+    @abstractmethod
+    async def delete_calendar(self, workspace_id: UUID, calendar_id: UUID) -> list[UUID] | None:
+        """Delete the calendar and its events; the deleted events' ids, None if there was no
+        such calendar."""
+
+    @abstractmethod
+    async def claim_due_calendars(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[Calendar]:
+        """Claim up to ``limit`` calendars with ``next_sync_at <= now`` that nobody holds a
+        live lease on, until ``lease_until``; each claimed calendar's version moves on (the
+        returned ones carry it). Concurrent claimers never get the same calendar."""
+
+    @abstractmethod
+    async def next_calendar_sync_at(self) -> datetime | None:
+        """The earliest ``next_sync_at`` of any calendar (an index seek)."""
+
+    @abstractmethod
+    async def calendar_events(
+        self,
+        calendar_id: UUID,
+        start_from: datetime | None = None,
+        start_to: datetime | None = None,
+        keys: Sequence[str] = (),
+    ) -> list[CalendarEvent]:
+        """The calendar's events (deleted ones too) starting within the bounds given — and
+        those with one of ``keys`` wherever they start — by start."""
+
+    @abstractmethod
+    async def apply_calendar_sync(
+        self, calendar: Calendar, expected_version: int, events: Sequence[CalendarEvent],
+        messages: Sequence[OutboxMessage] = (),
+    ) -> None:
+        """One sync's outcome in one transaction: insert or update ``events`` (by id), save the
+        calendar, queue ``messages`` — fenced by ``expected_version``."""
+
+    @abstractmethod
+    async def get_calendar_event(
+        self, workspace_id: UUID | None, event_id: UUID
+    ) -> CalendarEvent | None: ...
+
+    @abstractmethod
+    async def list_calendar_events(
+        self,
+        workspace_id: UUID,
+        flt: CalendarEventFilter,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[CalendarEvent]:
+        """By ``(start_time, id)``, those after the ``after`` position; ``ical_uid`` is a
+        case-sensitive prefix match."""
+
+    @abstractmethod
+    async def save_calendar_event_bot(
+        self, event_id: UUID, manual_bot: dict[str, Any] | None, bot_opt_out: bool, now: datetime
+    ) -> None:
+        """Record a client's bot request for the event (``manual_bot``/``bot_opt_out``)."""
+
+    # -- event bots: one bot per deduplication key, held by refs (calendar events, mailboxes) --
+    @abstractmethod
+    async def get_event_bot(self, workspace_id: UUID, dedup_key: str) -> EventBot | None: ...
+
+    @abstractmethod
+    async def event_bot_key_of(self, workspace_id: UUID, ref: str) -> str | None:
+        """The key ``ref`` holds, if any."""
+
+    @abstractmethod
+    async def reserve_event_bot(
+        self, workspace_id: UUID, dedup_key: str, token: UUID, now: datetime, stale_before: datetime
+    ) -> EventBot:
+        """The key's row after claiming it for ``token`` if it has none (bot_id None, claim
+        ``token``) or its bot-less claim was taken before ``stale_before`` (a creator that died)."""
+
+    @abstractmethod
+    async def bind_event_bot(
+        self, workspace_id: UUID, dedup_key: str, token: UUID, bot_id: UUID, ref: str, now: datetime
+    ) -> tuple[bool, str | None]:
+        """If ``token`` still holds the key's claim: set its bot, make ``ref`` hold the key, and
+        return (True, the key ``ref`` held before if another). Else (False, None), nothing done."""
+
+    @abstractmethod
+    async def abandon_event_bot(self, workspace_id: UUID, dedup_key: str, token: UUID) -> None:
+        """Drop ``token``'s claim on a key that has no bot yet."""
+
+    @abstractmethod
+    async def replace_event_bot(
+        self, workspace_id: UUID, dedup_key: str, old_bot_id: UUID, token: UUID, now: datetime
+    ) -> bool:
+        """The key's bot ``old_bot_id`` is gone: claim the key for ``token`` to create another.
+        False if the key's row changed meanwhile."""
+
+    @abstractmethod
+    async def link_event_bot_ref(
+        self, workspace_id: UUID, ref: str, dedup_key: str, bot_id: UUID, now: datetime
+    ) -> tuple[bool, str | None]:
+        """If the key's bot is still ``bot_id``: make ``ref`` hold the key and return (True, the
+        key ``ref`` held before if another). Else (False, None), nothing done."""
+
+    @abstractmethod
+    async def move_event_bot(
+        self, workspace_id: UUID, ref: str, old_key: str, new_key: str, now: datetime
+    ) -> UUID | None:
+        """Rename ``old_key`` to ``new_key`` with its bot, if ``ref`` is the only holder of
+        ``old_key``, it has a bot, and ``new_key`` is free; the bot id, else None."""
+
+    @abstractmethod
+    async def release_event_bot_key(self, workspace_id: UUID, dedup_key: str) -> UUID | None:
+        """If no ref holds ``dedup_key`` any more and it has a bot: forget the key and return
+        its bot (for the caller to remove). Else None."""
+
+    @abstractmethod
+    async def unlink_event_bot_ref(self, workspace_id: UUID, ref: str) -> UUID | None:
+        """``ref`` holds no key any more; if that left its key unheld, the key is forgotten
+        and its bot returned (for the caller to remove). Else None."""
+
+    @abstractmethod
+    async def event_bot_links(
+        self, workspace_id: UUID, refs: Sequence[str]
+    ) -> dict[str, EventBotLink]:
+        """For each of ``refs`` that holds a key: the key, its bot and the bot's state."""
+
+    @abstractmethod
+    async def refs_of_event_bot(self, workspace_id: UUID, bot_id: UUID) -> list[str]:
+        """The refs holding the key whose bot is ``bot_id``, sorted."""
+
+    # -- mailboxes --------------------------------------------------------------------------------
+    # Bot mailboxes and their invites (``summon.services.mailboxes``). An invite is fenced by
+    # ``version``: ``save_invite`` names the version it read (None: a new invite) and raises
+    # ``StaleVersion`` if the stored one differs (or, for a new one, if the UID is taken).
+    @abstractmethod
+    async def insert_mailbox(self, mailbox: Mailbox) -> None:
+        """Raises ``MailboxAddressTaken`` if any mailbox (of any workspace) has the address."""
+
+    @abstractmethod
+    async def get_mailbox(self, workspace_id: UUID | None, mailbox_id: UUID) -> Mailbox | None:
+        """``workspace_id`` None: any workspace (internal callers)."""
+
+    @abstractmethod
+    async def mailbox_by_address(self, address: str) -> Mailbox | None:
+        """The mailbox with exactly this (normalised) address, in any workspace."""
+
+    @abstractmethod
+    async def list_mailboxes(
+        self, workspace_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Mailbox]:
+        """Oldest first, by ``(created_at, id)``, those after the ``after`` position."""
+
+    @abstractmethod
+    async def save_mailbox(self, mailbox: Mailbox) -> bool:
+        """Write every mutable field; False if there is no such mailbox in its workspace.
+        Raises ``MailboxAddressTaken`` if another mailbox has the new address."""
+
+    @abstractmethod
+    async def delete_mailbox(self, workspace_id: UUID, mailbox_id: UUID) -> bool:
+        """Delete the mailbox and its invites; False if there was no such mailbox."""
+
+    @abstractmethod
+    async def get_invite(self, mailbox_id: UUID, uid: str) -> Invite | None: ...
+
+    @abstractmethod
+    async def save_invite(self, invite: Invite, expected_version: int | None) -> None:
+        """Insert (``expected_version`` None) or update the invite — fenced (see above)."""
+
+    @abstractmethod
+    async def list_invites(
+        self, workspace_id: UUID, mailbox_id: UUID, before: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Invite]:
+        """Most recently updated first, by ``(updated_at, id)``, those before ``before``."""
+
+    @abstractmethod
+    async def invites_holding_bots(self, mailbox_id: UUID) -> list[Invite]:
+        """The mailbox's invites that hold at least one bot."""
+
+    @abstractmethod
+    async def count_invites(self, mailbox_id: UUID, status: str) -> int:
+        """How many of the mailbox's invites have ``status``."""
+
+    @abstractmethod
+    async def due_invites(self, now: datetime, limit: int) -> list[Invite]:
+        """Invites whose ``next_check_at`` is at or before ``now``, earliest first (an index
+        seek)."""
+
+    # -- recordings -------------------------------------------------------------------------------
+    # A bot's recording and its artifacts (``summon.services.recordings``).
+    @abstractmethod
+    async def save_recordings(
+        self,
+        recordings: Sequence[Recording],
+        messages: Sequence[OutboxMessage] = (),
+        *,
+        bot: Bot | None = None,
+        expected_version: int | None = None,
+        change: StatusChange | None = None,
+    ) -> None:
+        """Insert or replace ``recordings`` and queue ``messages`` in one transaction. With
+        ``bot``, also write it as :meth:`save_bot` does (fenced by ``expected_version``,
+        ``change`` appended to its history): raises ``StaleVersion`` and writes nothing when
+        the bot moved on."""
+
+    @abstractmethod
+    async def get_recording(
+        self, workspace_id: UUID | None, recording_id: UUID
+    ) -> Recording | None:
+        """``workspace_id`` None: any workspace (internal callers, signed downloads)."""
+
+    @abstractmethod
+    async def list_recordings(
+        self,
+        workspace_id: UUID,
+        flt: RecordingFilter,
+        before: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[Recording]:
+        """Newest first by ``(created_at, id)``, those before the ``before`` position."""
+
+    @abstractmethod
+    async def recordings_of_bots(
+        self, workspace_id: UUID | None, bot_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Recording]]:
+        """The recordings of each bot (bots without any are absent), oldest first."""
+
+    @abstractmethod
+    async def delete_recording(
+        self, recording: Recording, messages: Sequence[OutboxMessage] = ()
+    ) -> bool:
+        """Delete the recording row and queue ``messages``; False if it was already gone."""
+
+    @abstractmethod
+    async def expired_recordings(self, now: datetime, limit: int) -> list[Recording]:
+        """Recordings whose ``expires_at`` is at or before ``now`` and whose media is not
+        deleted yet, earliest first (an index seek)."""
 
 
 # -- meeting platforms ------------------------------------------------------------------------
@@ -292,6 +589,12 @@ class Word:
     text: str
     start: float
     end: float
+
+
+#: Where a driver with media hands each decoded frame (:meth:`Driver.set_media_sinks`): PyAV
+#: ``AudioFrame``/``VideoFrame`` of the participant.
+AudioSink = Callable[[Participant, Any], None]
+VideoSink = Callable[[Participant, Any], None]
 
 
 class DriverError(Exception):
@@ -377,6 +680,9 @@ class Driver(ABC):
 
     #: The ``meeting_url.platform`` this driver serves; also its module name in ``summon.drivers``.
     platform: ClassVar[str]
+    #: True when the driver hands out the meeting's decoded media (:meth:`set_media_sinks`).
+    #: Without it a recording is the meeting's timeline over silent audio.
+    delivers_media: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -393,6 +699,15 @@ class Driver(ABC):
         self.config = config
         self.events = events
         self.clock = clock
+
+    def set_media_sinks(
+        self, on_audio: AudioSink | None = None, on_video: VideoSink | None = None
+    ) -> None:
+        """Drivers with :attr:`delivers_media`: receive every decoded frame of every
+        participant, on the event loop, from now on: ``on_audio(participant, frame)`` (a PyAV
+        ``AudioFrame``, e.g. 48 kHz ``s16``, 20 ms) and ``on_video(participant, frame)`` (a PyAV
+        ``VideoFrame``). Without ``on_video`` a driver need not receive or decode video at all.
+        The sinks return quickly and do not raise. Other drivers have no media: nothing to do."""
 
     @property
     def recording_permission_required(self) -> bool:
@@ -438,3 +753,93 @@ class Driver(ABC):
     async def close(self) -> None:
         """Release everything (tasks, connections, media). Idempotent, never raises for
         cleanup problems, callable in any state; no events are reported afterwards."""
+
+
+# -- calendar providers -----------------------------------------------------------------------
+# A calendar provider is the only code that knows a calendar source (SPEC §11): an ICS feed, a
+# CalDAV server, Google Calendar, Microsoft Graph. One module per platform in
+# ``summon.calendars``; the sync engine calls nothing but :meth:`CalendarProvider.fetch`.
+
+from summon.domain.icalendar import Occurrence, Problem
+
+
+class CalendarDisconnected(Exception):
+    """The source refuses us for good until the user acts: bad or revoked credentials
+    (``invalid_grant``), 401/403 after a token refresh, a feed that is gone (404/410), a URL
+    that is not a calendar, a feed larger than the limit, a redirect loop. ``reason`` is a
+    short human-readable cause, shown as the calendar's status reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class CalendarUnavailable(Exception):
+    """The source failed this time (timeout, connection error, 5xx, 429, token endpoint down):
+    nothing is wrong with the connection; retried at the next sync. ``reason`` as above."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one :meth:`CalendarProvider.fetch` learned.
+
+    - ``occurrences``: the *complete* truth inside ``[window_start, window_end)`` (an
+      occurrence is inside when it overlaps the window), recurring series expanded, cancelled
+      instances included with ``cancelled=True``. An occurrence missing here that the engine
+      knew is gone (deleted at the source).
+    - ``problems``: events skipped because they are malformed (never a reason to fail).
+    - ``changed``: False only when ``occurrences`` is exactly what the fetch that produced
+      ``state`` returned (the source reported nothing new — 304, empty delta — and the moved
+      window revealed nothing): the engine may skip diffing. True on a first fetch.
+    - ``state``: JSON-safe and bounded; persist it and pass it to the next fetch.
+    - ``credentials``: credentials to persist instead of the current ones (a refreshed access
+      token, a rotated refresh token), or None when unchanged.
+    """
+
+    occurrences: list[Occurrence]
+    problems: list[Problem]
+    changed: bool
+    state: dict[str, Any]
+    credentials: dict[str, Any] | None = None
+
+
+class CalendarProvider(ABC):
+    """Reads one calendar of one user.
+
+    Contract:
+
+    - :meth:`fetch` is safe to call concurrently for different calendars; it keeps nothing
+      between calls except what it returns in ``FetchResult.state``. A ``state`` of another
+      version, of another URL/calendar, or damaged is ignored (a full fetch follows).
+    - It raises only :class:`CalendarDisconnected` or :class:`CalendarUnavailable`; a
+      malformed event goes to ``problems`` instead. It honours the provider's size and time
+      limits (whole fetch), follows at most 5 redirects, and only to http/https.
+    - :meth:`validate` does no I/O: it checks the shape of ``credentials``.
+    """
+
+    #: ``"ics_feed"`` | ``"caldav"`` | ``"google_calendar"`` | ``"microsoft_outlook"``
+    platform: ClassVar[str]
+
+    @abstractmethod
+    async def fetch(
+        self,
+        credentials: dict[str, Any],
+        state: dict[str, Any] | None,
+        window_start: datetime,
+        window_end: datetime,
+    ) -> FetchResult:
+        """Every occurrence overlapping ``[window_start, window_end)`` (aware datetimes), using
+        ``state`` from the previous fetch to avoid downloading what did not change."""
+
+    def normalize(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        """The credentials in canonical form (e.g. ``webcal://`` → ``https://``, surrounding
+        blanks removed, unknown keys dropped); raises ``ValueError`` naming the bad field."""
+        return dict(credentials)
+
+    def validate(self, credentials: dict[str, Any]) -> None:
+        """Raise ``ValueError`` with a message for missing or invalid fields. No I/O."""
+        self.normalize(credentials)

@@ -32,6 +32,8 @@ class FakeClock:
         self._now = start or datetime(2030, 1, 1, tzinfo=UTC)
         self._mono = 0.0
         self._changed = asyncio.Event() if _has_loop() else None
+        #: How many tasks are inside :meth:`sleep` now: a test advances once they are waiting.
+        self.sleepers = 0
 
     def now(self) -> datetime:
         return self._now
@@ -55,10 +57,14 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         deadline = self._mono + max(0.0, seconds)
-        while self._mono < deadline:
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            await self._changed.wait()
+        self.sleepers += 1
+        try:
+            while self._mono < deadline:
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                await self._changed.wait()
+        finally:
+            self.sleepers -= 1
 
     def _notify(self) -> None:
         if self._changed is not None:

@@ -9,6 +9,8 @@ the first encrypts, all decrypt — that is how a key is rotated.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -29,9 +31,16 @@ class SecretBox:
         if not keys:
             raise ValueError("SecretBox needs at least one key")
         self._fernet = MultiFernet([Fernet(_normalise(k)) for k in keys])
+        self._first = _normalise(keys[0])
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def derive(self, label: str) -> bytes:
+        """32 bytes that only the holder of the (first) key can compute, one value per ``label``
+        (HMAC-SHA256). For secrets that need no storage, such as a workspace's real-time
+        signing secret; they change when the first key changes."""
+        return hmac.new(base64.urlsafe_b64decode(self._first), label.encode("utf-8"), hashlib.sha256).digest()
 
     def decrypt(self, token: str) -> str:
         try:
@@ -51,8 +60,6 @@ def _normalise(key: str) -> bytes:
         pass
     if len(raw) < 32:
         raise ValueError("SUMMON_SECRET_KEY must be a Fernet key or at least 32 characters")
-    import hashlib
-
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 

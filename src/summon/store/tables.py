@@ -203,6 +203,7 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("message_id", "endpoint_id", name="uq_webhook_deliveries_message_endpoint"),
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_order", "endpoint_id", "bot_id", "status", "seq"),
+    sa.Index("ix_webhook_deliveries_lane", "endpoint_id", "status", "next_attempt_at", "seq"),  # one endpoint's queue
     sa.Index("ix_webhook_deliveries_ledger", "workspace_id", "seq"),
 )
 
@@ -217,4 +218,182 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("response", sa.Text, nullable=True),
     sa.Index("ix_webhook_attempts_delivery", "delivery_seq", "id"),
+)
+
+# -- calendars ------------------------------------------------------------------------------------
+# Connected calendars (SPEC §11). Credentials are sealed (SecretBox) JSON; ``state`` is the
+# provider's incremental-sync state; ``version`` fences a sync's write against updates.
+calendars = sa.Table(
+    "calendars",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.Text, nullable=True),
+    sa.Column("status_changes", JSONDoc, nullable=False),
+    sa.Column("credentials", sa.Text, nullable=False),
+    sa.Column("state", JSONDoc, nullable=False),
+    sa.Column("auto_record", JSONDoc, nullable=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("platform_email", sa.String(320), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_synced_at", UTCDateTime, nullable=True),
+    sa.Column("next_sync_at", UTCDateTime, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("sync_error", sa.Text, nullable=True),
+    sa.Index("ix_calendars_workspace_created", "workspace_id", "created_at", "id"),
+    sa.Index("ix_calendars_next_sync", "next_sync_at"),
+)
+
+# One row per occurrence (``key``: UID and recurrence instant) of a calendar; deleted and
+# cancelled occurrences stay, with ``is_deleted``.
+calendar_events = sa.Table(
+    "calendar_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workspace_id", sa.Uuid, nullable=False),
+    sa.Column(
+        "calendar_id", sa.Uuid, sa.ForeignKey("calendars.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(1000), nullable=False),
+    sa.Column("ical_uid", sa.String(1000), nullable=False),
+    sa.Column("recurrence_id", sa.String(100), nullable=True),
+    sa.Column("start_time", UTCDateTime, nullable=False),
+    sa.Column("end_time", UTCDateTime, nullable=False),
+    sa.Column("all_day", sa.Boolean, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("meeting_url", sa.Text, nullable=True),
+    sa.Column("meeting_platform", sa.String(32), nullable=True),
+    sa.Column("recurring", sa.Boolean, nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False),
+    sa.Column("is_deleted", sa.Boolean, nullable=False),
+    sa.Column("organizer", JSONDoc, nullable=True),
+    sa.Column("attendees", JSONDoc, nullable=False),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("raw", JSONDoc, nullable=False),
+    sa.Column("manual_bot", JSONDoc, nullable=True),
+    sa.Column("bot_opt_out", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("calendar_id", "key", name="uq_calendar_events_calendar_key"),
+    sa.Index("ix_calendar_events_calendar_start", "calendar_id", "start_time"),
+    sa.Index("ix_calendar_events_workspace_start", "workspace_id", "start_time", "id"),
+    sa.Index("ix_calendar_events_workspace_updated", "workspace_id", "updated_at"),
+)
+
+# One bot per deduplication key per workspace (``bot_id`` None while an attach creates it,
+# under its ``claim``), and the refs (calendar events, mailbox occurrences) that want it.
+event_bots = sa.Table(
+    "event_bots",
+    metadata,
+    sa.Column(
+        "workspace_id",
+        sa.Uuid,
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("dedup_key", sa.String(1000), primary_key=True),
+    sa.Column("bot_id", sa.Uuid, nullable=True),  # no FK: a bot deleted elsewhere is noticed
+    sa.Column("claim", sa.Uuid, nullable=True),
+    sa.Column("claimed_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_event_bots_bot", "workspace_id", "bot_id"),
+)
+
+event_bot_refs = sa.Table(
+    "event_bot_refs",
+    metadata,
+    sa.Column(
+        "workspace_id",
+        sa.Uuid,
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("ref", sa.String(1000), primary_key=True),
+    sa.Column("dedup_key", sa.String(1000), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_event_bot_refs_key", "workspace_id", "dedup_key"),
+)
+
+# -- mailboxes ------------------------------------------------------------------------------------
+# Bot mailboxes (SPEC §12): an address (lower-cased, unique across the installation) that
+# schedules bots when invited to meetings by one of its ``allowed_senders``.
+bot_mailboxes = sa.Table(
+    "bot_mailboxes",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("address", sa.String(254), nullable=False, unique=True),
+    sa.Column("bot_config", JSONDoc, nullable=False),
+    sa.Column("allowed_senders", JSONDoc, nullable=False),
+    sa.Column("send_replies", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_bot_mailboxes_workspace_created", "workspace_id", "created_at", "id"),
+)
+
+# What a mailbox knows of each iCalendar series (UID) it was sent: the applied version, its
+# calendar text (re-expanded as the window moves), single-occurrence changes, the bots it holds.
+mailbox_invites = sa.Table(
+    "mailbox_invites",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("mailbox_id", sa.Uuid, sa.ForeignKey("bot_mailboxes.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workspace_id", sa.Uuid, nullable=False),
+    sa.Column("uid", sa.String(1000), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("dtstamp", UTCDateTime, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("calendar", sa.Text, nullable=True),
+    sa.Column("body_link", sa.Text, nullable=True),
+    sa.Column("instances", JSONDoc, nullable=False),
+    sa.Column("bots", JSONDoc, nullable=False),
+    sa.Column("recurring", sa.Boolean, nullable=False),
+    sa.Column("organizer", sa.String(254), nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("sender", sa.String(254), nullable=True),
+    sa.Column("message_id", sa.String(1000), nullable=True),
+    sa.Column("next_check_at", UTCDateTime, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("mailbox_id", "uid", name="uq_mailbox_invites_mailbox_uid"),
+    sa.Index("ix_mailbox_invites_mailbox_updated", "mailbox_id", "updated_at", "id"),
+    sa.Index("ix_mailbox_invites_next_check", "next_check_at"),
+)
+
+# -- recordings -----------------------------------------------------------------------------------
+# A bot's recording (SPEC §9) with its artifacts as one JSON document (they are always read and
+# written together). Expiry is an index seek over ``expires_at``.
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "workspace_id", sa.Uuid, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("bot_id", sa.Uuid, sa.ForeignKey("bots.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("bot_metadata", JSONDoc, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("sub_code", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration", sa.Float, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("completed_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("artifacts", JSONDoc, nullable=False),
+    sa.Index("ix_recordings_workspace_created", "workspace_id", "created_at", "id"),
+    sa.Index("ix_recordings_bot", "bot_id"),
+    sa.Index("ix_recordings_expires", "expires_at"),
 )
