@@ -69,24 +69,30 @@ def drop_postgres_database(name: str) -> None:
     asyncio.run(drop())
 
 
-def start(extra_env: dict[str, str] | None = None) -> RunningService:
-    data_dir = Path(tempfile.mkdtemp(prefix="summon-bench-"))
+def start(extra_env: dict[str, str] | None = None, roles: str | None = None,
+          again: RunningService | None = None) -> RunningService:
+    """Start ``summon serve`` on a fresh data dir; or, with ``again``, on that service's data
+    (a restart: same database, same key)."""
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SUMMON_")},
-        "SUMMON_DATA_DIR": str(data_dir),
-        "SUMMON_RATE_LIMITS": "off",
-        "SUMMON_LOG_LEVEL": "warning",
-        **(extra_env or {}),
-    }
-    key = subprocess.run(
-        [sys.executable, "-m", "summon", "keys", "create", "--workspace", "bench"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "summon", "serve", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    if again is not None:
+        env, key = again.env, again.key
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="summon-bench-"))
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SUMMON_")},
+            "SUMMON_DATA_DIR": str(data_dir),
+            "SUMMON_RATE_LIMITS": "off",
+            "SUMMON_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
+        key = subprocess.run(
+            [sys.executable, "-m", "summon", "keys", "create", "--workspace", "bench"],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()
+    command = [sys.executable, "-m", "summon", "serve", "--port", str(port)]
+    if roles:
+        command += ["--roles", roles]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -78,8 +78,7 @@ async def test_ledger_lists_filters_pages_and_resends(client: httpx.AsyncClient,
 
     sender = WebhookSender(ctx, FunctionTransport(refuse))
     await sender.tick()
-    while sender.in_flight:
-        await __import__("asyncio").gather(*list(sender._tasks))  # noqa: SLF001
+    await sender.settle()
     page = (await client.get("/api/v1/webhook_deliveries/", params={"page_size": 2})).json()
     assert len(page["results"]) == 2 and page["next"] and page["previous"] is None
     rest = (await client.get(page["next"])).json()

@@ -573,9 +573,9 @@ def test_undecodable_bytes_and_nul_are_replaced() -> None:
 
 
 def test_a_huge_answer_is_cheap() -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine must not fail this
     kept = truncate_response(b"\xe2\x9c\x93" * 10_000_000)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
     assert len(kept) == 2048 and kept.endswith(TRUNCATED)
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from summon.api.errors import RequestInvalid
+from summon.api.cursors import decode_seq, encode_seq, next_page
 from summon.api.plumbing import Caller, add_route, api_of, json_ok, parse_id, refuse_unknown_query
 from summon.api.schemas import responses
 from summon.clock import isoformat_z
 from summon.domain.deliveries import Delivery, DeliveryFilter
-from summon.domain.errors import NotFound
 from summon.domain.webhook_endpoints import WebhookEndpoint
 from summon.domain.webhooks import EVENT_TYPES
 from summon.services import webhooks as service
@@ -190,20 +187,6 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
 LEDGER_PARAMETERS = frozenset({"endpoint_id", "event_type", "status", "bot_id", "cursor", "page_size"})
 
 
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
-
-
-def _seq(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s:"):
-            raise ValueError
-        return int(text[2:])
-    except (ValueError, UnicodeDecodeError):
-        raise RequestInvalid({"cursor": ["Invalid cursor."]}) from None
-
-
 async def list_deliveries(
     request: Request,
     workspace_id: Caller,
@@ -217,24 +200,24 @@ async def list_deliveries(
     refuse_unknown_query(request, LEDGER_PARAMETERS)
     api = api_of(request)
     flt = DeliveryFilter(endpoint_id=endpoint_id, event_type=event_type, status=status, bot_id=bot_id)
-    found = await api.ctx.store.list_deliveries(workspace_id, flt, _seq(cursor) if cursor else None, page_size + 1)
-    page, more = found[:page_size], len(found) > page_size
-    next_url = None
-    if more:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-        params.append(("cursor", _cursor(page[-1].seq)))
-        base = (api.ctx.settings.public_url or str(request.base_url)).rstrip("/") + request.url.path
-        next_url = base + "?" + urlencode(params)
+    found = await api.ctx.store.list_deliveries(workspace_id, flt, decode_seq(cursor), page_size + 1)
+    page, next_url = next_page(request, found, page_size, lambda d: encode_seq(d.seq))
     return json_ok({"next": next_url, "previous": None, "results": [delivery_json(d) for d in page]})
 
 
 async def resend_delivery(request: Request, id: str, workspace_id: Caller) -> Response:
     api = api_of(request)
-    delivery = await api.ctx.store.resend_delivery(workspace_id, parse_id(id), api.ctx.clock.now())
-    if delivery is None:
-        raise NotFound("webhook delivery", id)
-    api.ctx.signals.notify("outbox")
+    delivery = await service.resend_delivery(api.ctx, workspace_id, parse_id(id))
     return json_ok(delivery_json(delivery))
+
+
+class SecretOut(BaseModel):
+    secret: str
+
+
+async def realtime_secret(request: Request, workspace_id: Caller) -> Response:
+    refuse_unknown_query(request, frozenset())
+    return json_ok({"secret": service.realtime_secret(api_of(request).ctx, workspace_id)})
 
 
 def register_ledger(r: APIRouter) -> None:
@@ -244,3 +227,9 @@ def register_ledger(r: APIRouter) -> None:
     add_route(r, base + "{id}/resend/", resend_delivery, ["POST"], response_model=DeliveryOut,
               responses=responses(404), summary="Resend Webhook Delivery", operation_id="webhook_delivery_resend",
               tags=["webhooks"])
+    add_route(r, "/api/v1/realtime_signing_secret/", realtime_secret, ["GET"], response_model=SecretOut,
+              responses=responses(), summary="Real-time Endpoint Signing Secret",
+              operation_id="realtime_signing_secret_retrieve", tags=["webhooks"],
+              description="The secret that signs this workspace's real-time webhook endpoints "
+                          "(bots' `recording_config.realtime_endpoints` of type `webhook`), as "
+                          "Standard Webhooks signatures like every other webhook.")

@@ -49,6 +49,8 @@ class DueDelivery:
     sealed_previous_secret: str | None
     previous_secret_until: datetime | None
     endpoint_failing_since: datetime | None
+    #: Until when the claim holds: past it, another sender may send this delivery.
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +70,28 @@ class DeliveryFilter:
     event_type: str | None = None
     status: str | None = None
     bot_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One finished attempt, as the sender hands it to the store (in batches)."""
+
+    seq: int
+    endpoint_id: UUID
+    attempt: Attempt
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """What one fan-out of outbox messages produced.
+
+    ``leased`` are new deliveries already claimed by the dispatching sender (ready to send, no
+    claim round trip); the others were written unclaimed and wait for a claim: those of a bot
+    with an earlier delivery still pending to the same endpoint (``blocked``, as (endpoint, bot)
+    pairs), and those beyond an endpoint's room (``overflow`` names the endpoints)."""
+
+    messages: int
+    leased: list[DueDelivery]
+    blocked: set[tuple[UUID, UUID]] = field(default_factory=set)
+    overflow: set[UUID] = field(default_factory=set)

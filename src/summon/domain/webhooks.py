@@ -131,6 +131,8 @@ DISABLE_AFTER = timedelta(days=5)
 #: Real-time (per-bot) webhook endpoints: the data is live, so retry fast and give up soon.
 REALTIME_RETRY_EVERY = timedelta(seconds=1)
 REALTIME_MAX_ATTEMPTS = 60
+#: A real-time attempt without an answer by then failed (the next one comes a second later).
+REALTIME_TIMEOUT = timedelta(seconds=5)
 
 
 def next_attempt_at(attempts_made: int, last_attempt_at: datetime) -> datetime | None:

@@ -7,12 +7,14 @@ receivers can switch without missing a delivery.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from summon.domain.errors import FieldInvalid, NotFound, RuleViolation
+from summon.domain.deliveries import Delivery
 from summon.domain.webhook_endpoints import WebhookEndpoint
 from summon.domain.webhooks import EVENT_TYPES, generate_secret, validate_endpoint_url
 from summon.secretbox import SecretBox
@@ -124,6 +126,24 @@ async def rotate_secret(ctx: Context, workspace_id: UUID, endpoint_id: UUID) -> 
     )
     await ctx.store.save_endpoint(rotated)
     return rotated, secret
+
+
+async def resend_delivery(ctx: Context, workspace_id: UUID, delivery_id: UUID) -> Delivery:
+    """Deliver again from now on, with a fresh retry schedule; senders are woken."""
+    delivery = await ctx.store.resend_delivery(workspace_id, delivery_id, ctx.clock.now())
+    if delivery is None:
+        raise NotFound("webhook delivery", str(delivery_id))
+    ctx.signals.notify("deliveries")
+    return delivery
+
+
+def realtime_secret(ctx: Context, workspace_id: UUID) -> str:
+    """The workspace's signing secret for real-time webhook endpoints (SPEC §10.4): they are
+    configured per bot, without a secret of their own, so one secret per workspace signs them
+    all — Recall's "workspace verification secret". Derived from the service's secret key, so
+    it needs no storage and survives restarts; it changes only when that key does."""
+    raw = _box(ctx).derive(f"realtime-signing:{workspace_id}")[:24]
+    return "whsec_" + base64.b64encode(raw).decode("ascii")
 
 
 def signing_secrets(ctx: Context, endpoint: WebhookEndpoint, now: datetime) -> list[str]:

@@ -1,17 +1,18 @@
 """How a delivery leaves the building: one POST. A port so tests can answer with a plain
-function and production can use a real HTTP client."""
+function; production uses :class:`summon.webhooks.httptools_transport.HttptoolsTransport`.
+Also the destination checks of SUMMON_WEBHOOK_BLOCK_PRIVATE that other HTTP clients share."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
-
+import asyncio
+import ipaddress
 import socket
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
-import httpx
 
 from summon.domain.webhooks import is_blocked_address
 
@@ -30,29 +31,6 @@ class WebhookTransport(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class HttpxTransport:
-    """Production transport: one pooled httpx client; its errors translated once, here."""
-
-    def __init__(self, max_connections: int = 200) -> None:
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,  # a redirect is an answer (3xx), not a place to post to
-            headers={"user-agent": "Summon-Webhooks/1"},
-        )
-
-    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
-        try:
-            response = await self._client.post(url, headers=dict(headers), content=body, timeout=timeout)
-        except httpx.TimeoutException:
-            raise DeliveryError(f"no answer within {timeout:.0f} s") from None
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-        return response.status_code, response.content[:4096]
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
@@ -74,51 +52,6 @@ class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
         await self._resolver.close()
 
 
-class AiohttpTransport:
-    """Production transport: aiohttp, with a connection pool per destination host and its C
-    HTTP parser (a general-purpose Python client spends more CPU per request than the whole
-    rest of a delivery). Its errors are translated once, here. With ``public_only``, names are
-    resolved by :class:`PublicOnlyResolver` (SUMMON_WEBHOOK_BLOCK_PRIVATE)."""
-
-    def __init__(self, max_connections: int = 512, per_host: int = 64, *, public_only: bool = False) -> None:
-        self._limits = (max_connections, per_host)
-        self._public_only = public_only
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:  # created inside the running loop, on first use
-            resolver = PublicOnlyResolver() if self._public_only else None
-            connector = aiohttp.TCPConnector(
-                limit=self._limits[0], limit_per_host=self._limits[1],
-                # No DNS cache when checking: every connection is made to freshly checked addresses.
-                ttl_dns_cache=60, use_dns_cache=not self._public_only,
-                resolver=resolver,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"user-agent": "Summon-Webhooks/1"}, auto_decompress=False
-            )
-        return self._session
-
-    async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
-        try:
-            async with self._client().post(
-                url, data=body, headers=dict(headers), allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                return response.status, await response.content.read(4096)
-        except TimeoutError:
-            raise DeliveryError(f"no answer within {timeout:.0f} s") from None
-        except aiohttp.ClientConnectorError as exc:
-            # The underlying error says why (refused, unreachable, or a blocked address).
-            raise DeliveryError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
 class FunctionTransport:
     """A transport that calls ``handler(url, headers, body)`` — for tests."""
 
@@ -130,3 +63,26 @@ class FunctionTransport:
 
     async def close(self) -> None:
         pass
+
+
+async def refuse_private(url: str) -> None:
+    """SUMMON_WEBHOOK_BLOCK_PRIVATE: refuse destinations that resolve to private, loopback or
+    link-local addresses, checked at send time (not when the endpoint was saved). The
+    production transport also resolves through ``PublicOnlyResolver`` and connects only to the
+    addresses it checked, which closes the window between this check and the connection."""
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DeliveryError(f"cannot resolve {host}: {exc}") from None
+        addresses = [info[4][0] for info in infos]
+    blocked = [a for a in addresses if is_blocked_address(a)]
+    if blocked:
+        raise DeliveryError(f"destination {host} resolves to a blocked address ({blocked[0]})")
