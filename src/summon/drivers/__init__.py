@@ -13,13 +13,17 @@ platforms a host offers is therefore a property of the installation, asked with
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
 import pkgutil
 import re
+import subprocess
+import sys
 
 from summon.abc import Driver
 
-__all__ = ["DriverUnavailable", "available_platforms", "driver_for"]
+__all__ = ["DriverUnavailable", "available_platforms", "driver_for", "probe_platforms"]
 
 _PLATFORM_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _loaded: dict[str, type[Driver] | DriverUnavailable] = {}
@@ -56,6 +60,17 @@ def available_platforms() -> frozenset[str]:
             continue
         available.add(name)
     return frozenset(available)
+
+
+@functools.cache
+def probe_platforms() -> frozenset[str]:
+    """:func:`available_platforms`, found out in a child process. Importing a driver can cost
+    tens of megabytes (aiortc for Janus) that the asking process — the fleet agent beside the
+    API — would otherwise carry for its whole life without ever running that driver itself:
+    bots run in runtime processes, which import only the drivers of the bots they host."""
+    code = "import json; from summon.drivers import available_platforms as a; print(json.dumps(sorted(a())))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return frozenset(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def _load(platform: str) -> type[Driver] | DriverUnavailable:

@@ -4,7 +4,9 @@ It owns this host's bot slots: keeps ``SUMMON_POOL_SIZE`` warm free slots (runti
 started ahead of need), hands bots to runtimes, writes what runtimes report as fenced status
 changes, takes the ad-hoc bots and commands addressed to it, heartbeats in the ``agents`` table,
 and watches its runtimes: a runtime that exits fails its bots with ``bot_process_crashed``, one
-that stops heartbeating is killed and its bots fail with ``heartbeat_timeout``.
+that stops heartbeating is killed and its bots fail with ``heartbeat_timeout``. It stores the
+recordings its runtimes report (with their webhooks, fenced like status changes) and, every
+``SUMMON_MEDIA_EXPIRY_INTERVAL_S``, deletes media past its retention.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from summon.domain.bots import Bot
-from summon.drivers import available_platforms
+from summon.drivers import probe_platforms
 from summon.domain.errors import StaleVersion
 from summon.domain.fleet import Agent
 from summon.domain.lifecycle import FINISHED, IllegalTransition, Status, SubCode
 from summon.domain.scheduling import CLAIM_LEASE
+from summon.domain.recordings import RecordingReport
 from summon.fleet.runtimes import RuntimeProcess
 from summon.services import bots as bot_service
+from summon.services import recordings as recording_service
 from summon.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,11 @@ class FleetAgent:
         self.platform_slots = {k: max(1, v) for k, v in (platform_slots or {}).items()}
         self.pool_size = pool_size
         self.max_bots = max_bots
+        #: Told every meeting event a runtime reports (bot id, kind, data, unix time); they
+        #: must return at once and never raise (the real-time relay queues and returns).
         self.listeners: list[EventListener] = []
+        #: Told when a bot is no longer hosted here (finished, failed, or let go).
+        self.released: list[Callable[[str], None]] = []
         self._runtimes: list[RuntimeProcess] = []
         self._hosted: dict[str, Hosted] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -96,7 +104,7 @@ class FleetAgent:
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         now = self.ctx.clock.now()
-        platforms = tuple(sorted(available_platforms()))
+        platforms = tuple(sorted(await asyncio.to_thread(probe_platforms)))
         await self.ctx.store.register_agent(Agent(self.id, self.name, platforms, now, now, 0, 0))
         await self._ensure_pool(wait=True)
         await self._beat()
@@ -104,6 +112,7 @@ class FleetAgent:
             asyncio.create_task(self._heartbeat_loop(), name="agent-heartbeat"),
             asyncio.create_task(self._intake_loop(), name="agent-intake"),
             asyncio.create_task(self._watchdog_loop(), name="agent-watchdog"),
+            asyncio.create_task(self._media_expiry_loop(), name="agent-media-expiry"),
         ]
         log.info("fleet agent %s started: %d runtime(s), %d free slots", self.name, len(self._runtimes), self.free_slots)
 
@@ -221,6 +230,8 @@ class FleetAgent:
             "bot_name": bot.bot_name,
             "config": bot.config,
             "join_at": bot.join_at.timestamp() if bot.join_at else None,
+            "media_dir": str(self.ctx.settings.media_root() / key),
+            "whisper_model": str(model) if (model := self.ctx.settings.whisper_model) else None,
         }})
         self._spawn_task(self._ensure_pool())
         return True
@@ -252,6 +263,8 @@ class FleetAgent:
             elif op == "status":
                 await self._record(hosted, Status(message["code"]), message.get("sub_code"),
                                    message.get("message"), message.get("at"))
+            elif op == "recording":
+                await self._record_recording(hosted, message.get("recording") or {})
             elif op == "finished":
                 self._release(hosted)
             elif op == "command_failed":
@@ -277,12 +290,41 @@ class FleetAgent:
                 return
         log.error("bot %s: could not record %s after retries", hosted.bot.id, code)
 
+    async def _record_recording(self, hosted: Hosted, report: dict[str, Any]) -> None:
+        """Store the bot's recording and its webhooks, fenced like a status change. A problem
+        here is logged: it never holds up the bot's lifecycle."""
+        parsed = RecordingReport.from_message(report)
+        for _ in range(5):
+            try:
+                hosted.bot = await recording_service.record_recording(self.ctx, hosted.bot, parsed)
+                return
+            except StaleVersion:
+                fresh = await self.ctx.store.get_bot(None, hosted.bot.id)
+                if fresh is None or fresh.agent_id != self.id:
+                    log.info("bot %s changed elsewhere; its recording is not stored", hosted.bot.id)
+                    return
+                hosted.bot = fresh
+            except Exception:
+                log.exception("bot %s: storing the recording failed", hosted.bot.id)
+                return
+        log.error("bot %s: could not store the recording after retries", hosted.bot.id)
+
     def _let_go(self, hosted: Hosted) -> None:
         hosted.runtime.send({"op": "command", "bot_id": str(hosted.bot.id), "name": "leave", "args": {}})
 
+    def hosted_bot(self, bot_id: str) -> Bot | None:
+        """The bot as this agent last wrote it, while it is hosted here."""
+        hosted = self._hosted.get(bot_id)
+        return None if hosted is None else hosted.bot
+
     def _release(self, hosted: Hosted) -> None:
         key = str(hosted.bot.id)
-        self._hosted.pop(key, None)
+        if self._hosted.pop(key, None) is not None:
+            for callback in self.released:
+                try:
+                    callback(key)
+                except Exception:
+                    log.exception("bot %s: a release callback failed", key)
         runtime = hosted.runtime
         runtime.bots.discard(key)
         self._publish_slots_soon()
@@ -370,6 +412,16 @@ class FleetAgent:
                     runtime.hung = True
                     runtime.kill()
             await self._retire_idle()
+
+    async def _media_expiry_loop(self) -> None:
+        """Recordings past their retention lose their media (every
+        ``SUMMON_MEDIA_EXPIRY_INTERVAL_S``; fenced and idempotent, so agents may overlap)."""
+        while True:
+            try:
+                await recording_service.expire_media(self.ctx, self.ctx.clock.now())
+            except Exception:
+                log.exception("expiring media failed")
+            await asyncio.sleep(self.ctx.settings.media_expiry_interval_s)
 
     async def _retire_idle(self) -> None:
         """Stop runtimes nobody needs: idle, and the pool stays full without them."""

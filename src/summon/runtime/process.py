@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 from summon.clock import SystemClock
-from summon.drivers import available_platforms
 from summon.runtime.protocol import HEARTBEAT_S, decode, encode
 from summon.runtime.session import BotSession, BotSpec, SessionCommandError
 from summon.runtime.timing import JoinTimer
@@ -44,6 +43,9 @@ class Runtime:
     def event(self, bot_id: str, kind: str, data: dict[str, Any], at: float) -> None:
         self._send({"op": "event", "bot_id": bot_id, "kind": kind, "data": data, "at": at})
 
+    def recording(self, bot_id: str, report: dict[str, Any]) -> None:
+        self._send({"op": "recording", "bot_id": bot_id, "recording": report})
+
     def finished(self, bot_id: str) -> None:
         self._sessions.pop(bot_id, None)
         self._send({"op": "finished", "bot_id": bot_id})
@@ -67,7 +69,9 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def serve(self, reader: asyncio.StreamReader) -> None:
-        self._send({"op": "hello", "pid": os.getpid(), "platforms": sorted(available_platforms())})
+        # No driver is imported before a bot needs it: a runtime hosting sandbox bots never
+        # loads a real-media stack.
+        self._send({"op": "hello", "pid": os.getpid()})
         self._spawn(self._heartbeat())
         while line := await reader.readline():
             try:

@@ -2,18 +2,22 @@
 
 agent → runtime::
 
-    {"op": "stage",    "bot": {"bot_id", "meeting_url", "bot_name", "config", "join_at"}}
+    {"op": "stage",    "bot": {"bot_id", "meeting_url", "bot_name", "config", "join_at",
+                                "media_dir", "whisper_model"}}
     {"op": "command",  "bot_id", "name", "args"}
     {"op": "shutdown"}                      # leave every call, then exit
 
 runtime → agent::
 
-    {"op": "hello",     "pid", "platforms"}
+    {"op": "hello",     "pid"}
     {"op": "heartbeat", "at"}               # every HEARTBEAT_S; silence means a hung runtime
     {"op": "staged",    "bot_id"}           # the bot's driver is ready; it will join at join_at
     {"op": "status",    "bot_id", "code", "sub_code", "message", "at"}
     {"op": "event",     "bot_id", "kind", "data", "at"}
     {"op": "command_failed", "bot_id", "name", "code", "detail"}
+    {"op": "recording", "bot_id", "recording": {"status", "started_at", "completed_at",
+                        "duration", "files", "audio_format", "transcript_provider",
+                        "meeting_metadata", "error", "reported_at"}}   # once, before recording_done
     {"op": "finished",  "bot_id"}           # the slot is free again
 
 Times (``at``, ``join_at``) are UTC epoch seconds. A runtime whose stdin closes (its agent died)

@@ -31,12 +31,25 @@ granted. There is one recording per bot; pausing or stopping and starting again 
 
 Real-time events (``SessionEvents.event``) carry the inner ``data`` object of Recall's
 real-time payloads — ``{"participant", "timestamp", "data"}`` for ``participant_events.*`` and
-``{"words", "participant"}`` for ``transcript.data``/``transcript.partial_data``; the runtime
+``{"words", "participant"}`` for ``transcript.data``/``transcript.partial_data``,
+``{"buffer", "timestamp"}`` for ``audio_mixed_raw.data`` (:mod:`summon.media.raw_audio`); the runtime
 wraps them (``bot``, ``recording``, ``realtime_endpoint``) and routes them to the endpoints that
 subscribed. ``relative`` timestamps count from the start of the recording, or from the bot's
 admission while nothing has been recorded yet. Transcript words are relayed only while
 recording (a transcript belongs to a recording); participant events whenever the bot is in the
 call.
+
+The recording itself (SPEC §9) exists when the runtime gives the bot a media directory
+(``BotSpec.media_dir``): from the first start, :class:`~summon.media.timeline.RecordingSpans`
+map instants to positions in the media (pauses and stops cut), a
+:class:`~summon.media.recorder.Recorder` takes the decoded frames of drivers that deliver
+media, a transcriber (``recording_config.transcript.provider``) the audio or the platform's
+captions, and a :class:`~summon.media.timeline.Timeline` every participant event. When the bot
+leaves, everything is closed and written next to the media (participant events, speaker
+timeline, participants, transcript, meeting metadata, as Recall's downloads) and reported once
+through ``SessionEvents.recording`` — before ``recording_done``. A driver without media gets a
+silent audio file as long as the recording, written at the end. A recording problem never
+fails the bot: it is logged and the recording is reported ``failed``.
 
 Time: ``at`` values are UTC epoch seconds from the injected clock; automatic-leave deadlines
 run on the clock's monotonic time, so a fake clock drives every timer in tests.
@@ -47,11 +60,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from summon import drivers
 from summon.abc import Clock, Driver, DriverError, Participant, Word
@@ -62,6 +80,28 @@ from summon.domain.lifecycle import (
     Status,
     SubCode,
     check_transition,
+)
+from summon.media.raw_audio import MixedAudioChunk, MixedAudioChunker, wants_mixed_audio
+from summon.media.recorder import (
+    JITTER_S,
+    MediaFile,
+    Recorder,
+    RecorderOptions,
+    RecordingFailed,
+    RecordingFiles,
+)
+from summon.media.timeline import (
+    RecordingSpans,
+    Stamper,
+    Timeline,
+    meeting_metadata,
+    participant_json,
+)
+from summon.media.transcriber import (
+    Transcriber,
+    provider_name,
+    transcriber_for,
+    transcript_artifact,
 )
 from summon.runtime.timing import JoinTimer
 
@@ -84,6 +124,8 @@ LATE_NOTICE_S = 1.0
 JOIN_TIMEOUT_S = 60.0
 #: Longest wait for ``Driver.leave()``; the bot is reported gone afterwards regardless.
 LEAVE_TIMEOUT_S = 30.0
+#: Longest wait for the recording's files to be closed and written (a guard, not a rule).
+RECORDING_CLOSE_TIMEOUT_S = 300.0
 
 S = Status
 IN_CALL: frozenset[Status] = frozenset(
@@ -111,6 +153,10 @@ class BotSpec:
     bot_name: str
     config: dict[str, Any]  # the stored configuration (api.bot_config.default_config() shape)
     join_at: float | None  # UTC epoch seconds; None: join as soon as run() is called
+    #: Where this bot's recording goes (``<media root>/<bot id>``); None: nothing is written.
+    media_dir: str | None = None
+    #: A CTranslate2 Whisper model directory for the local transcriber (None: the default).
+    whisper_model: str | None = None
 
 
 class SessionEvents(Protocol):
@@ -125,8 +171,13 @@ class SessionEvents(Protocol):
     def event(self, bot_id: str, kind: str, data: dict[str, Any], at: float) -> None:
         """A real-time event: ``kind`` is ``participant_events.join|leave|update|speech_on|
         speech_off|webcam_on|webcam_off|screenshare_on|screenshare_off|chat_message``,
-        ``transcript.data`` or ``transcript.partial_data``; ``data`` is the inner ``data`` of
-        Recall's real-time payload."""
+        ``transcript.data``, ``transcript.partial_data`` or ``audio_mixed_raw.data`` (only when
+        a websocket endpoint asked for it, about every 100 ms while recording a driver's media);
+        ``data`` is the inner ``data`` of Recall's real-time payload."""
+
+    def recording(self, bot_id: str, report: dict[str, Any]) -> None:
+        """The bot's recording is closed and its files written (reported once, before
+        ``recording_done``): the :class:`~summon.domain.recordings.RecordingReport` fields."""
 
     def finished(self, bot_id: str) -> None:
         """The session is over (its terminal status was reported); the slot is free."""
@@ -250,6 +301,18 @@ class BotSession:
         self._permission: bool | None = None
         self._media = _AutomaticMedia(config, clock)
         self._manual_video = False
+        # The recording (see the module docstring); nothing of it exists before the first start.
+        self._media_dir = Path(spec.media_dir) if spec.media_dir else None
+        self._timeline = Timeline()
+        self._spans: RecordingSpans | None = None
+        self._span_log: list[tuple[str, float]] = []  # pauses and resumes, for a silent file
+        self._wall_offset = 0.0
+        self._recorder: Recorder | None = None
+        self._mixed_chunker: MixedAudioChunker | None = None  # audio_mixed_raw.data, if asked
+        self._transcriber: Transcriber | None = None
+        self._recording_closed = False
+        self._recording_problems: list[str] = []
+        self._recorder_broken = False  # the driver has media but the recorder could not start
 
     # -- public surface -----------------------------------------------------------------------------
     @property
@@ -289,6 +352,7 @@ class BotSession:
                 self._clock,
             )
             await self._driver.prepare()
+            self._connect_media_sinks()
         except asyncio.CancelledError:
             await self._close_driver()
             raise
@@ -543,6 +607,8 @@ class BotSession:
     def _on_transcript(self, p: Participant, words: list[Word], final: bool) -> None:
         if self._ending is not None or not self._recording or not words:
             return
+        if self._transcriber is not None:
+            self._transcriber.add_captions(p, words, final)
         now_mono, now_wall = self._mono(), self._wall()
         origin = self._rec_origin if self._rec_origin is not None else now_mono
 
@@ -557,7 +623,7 @@ class BotSession:
                 {"text": w.text, "start_timestamp": stamp(w.start), "end_timestamp": stamp(w.end)}
                 for w in words
             ],
-            "participant": _participant_json(p),
+            "participant": participant_json(p),
         }
         kind = "transcript.data" if final else "transcript.partial_data"
         self._emit(kind, data, now_wall)
@@ -576,6 +642,7 @@ class BotSession:
             if self._recording:
                 self._recording = False
                 self._autoleave.recording_stopped(now)
+                self._pause_media(now)
             if self._state is not S.RECORDING_PERMISSION_DENIED:
                 self._report(S.RECORDING_PERMISSION_DENIED)
             self._autoleave.permission_denied(now)
@@ -598,6 +665,9 @@ class BotSession:
         if self._rec_origin is None:
             self._rec_origin = now
             self._media.recording_started(self._play_audio)
+            self._open_recording(now)
+        else:
+            self._resume_media(now)
         self._autoleave.recording_started(now)
         self._show_automatic_video()
 
@@ -605,6 +675,7 @@ class BotSession:
         self._report(S.IN_CALL_NOT_RECORDING)
         self._recording, self._paused = False, paused
         self._autoleave.recording_stopped(self._mono())
+        self._pause_media(self._mono())  # stopping too: a later start continues the recording
         self._show_automatic_video()
 
     def _recording_command(self, name: str) -> None:
@@ -636,6 +707,214 @@ class BotSession:
                 )
             self._start_recording()
         self._wake.set()
+
+    # -- the recording's media and artifacts -------------------------------------------------------
+    def _recording_config(self) -> dict[str, Any]:
+        return (self.spec.config or {}).get("recording_config") or {}
+
+    def _delivers_media(self) -> bool:
+        driver = self._driver
+        return driver is not None and type(driver).delivers_media
+
+    def _connect_media_sinks(self) -> None:
+        """A driver with media hands its frames to the recording (video only if recorded)."""
+        driver = self._driver
+        if driver is None or self._media_dir is None or not self._delivers_media():
+            return
+
+        def on_audio(p: Participant, frame: Any) -> None:
+            self._on_frame(p, frame, self._mono(), video=False)
+
+        def on_video(p: Participant, frame: Any) -> None:
+            self._on_frame(p, frame, self._mono(), video=True)
+
+        video = RecorderOptions.from_config(self._recording_config()).video
+        driver.set_media_sinks(on_audio=on_audio, on_video=on_video if video else None)
+
+    def _open_recording(self, now: float) -> None:
+        """The first start: spans, recorder (drivers with media) and transcriber. A part that
+        cannot start is logged and left out; the bot goes on."""
+        self._spans = RecordingSpans(now)
+        self._wall_offset = self._wall() - now
+        if self._media_dir is None:
+            return
+        config = self._recording_config()
+        try:
+            self._transcriber = transcriber_for(
+                config, clock=self._clock, on_words=self._listener.transcript,
+                model_path=self.spec.whisper_model,
+            )
+        except Exception as exc:
+            log.warning("bot %s: no transcript: %r", self.spec.bot_id, exc)
+            self._recording_problems.append(f"transcription unavailable: {exc}")
+        if self._delivers_media():
+            try:
+                options = asdict(RecorderOptions.from_config(config))
+                if wants_mixed_audio(config):
+                    options["on_mixed"] = self._mixed_audio_tap()
+                self._recorder = Recorder(self._media_dir, **options, clock=self._clock, start=now)
+            except Exception as exc:
+                log.exception("bot %s: the recorder could not start", self.spec.bot_id)
+                self._recording_problems.append(f"the recorder could not start: {exc!r}")
+                self._recorder_broken = True
+
+    def _mixed_audio_tap(self) -> Callable[[Any, float], None]:
+        """What the recorder's thread calls with each block of the mix: gathered into
+        ``audio_mixed_raw.data`` chunks, which are relayed from the bot's event loop."""
+        loop = asyncio.get_running_loop()
+        chunker = self._mixed_chunker = MixedAudioChunker()
+
+        def tap(block: Any, position: float) -> None:
+            chunk = chunker.add(block, position)
+            if chunk is not None:
+                loop.call_soon_threadsafe(self._on_mixed_audio, chunk)
+
+        return tap
+
+    def _on_mixed_audio(self, chunk: MixedAudioChunk) -> None:
+        # The recorder writes a block once the clock is past its end (plus its jitter allowance).
+        started = self._wall() - JITTER_S - chunk.duration
+        self._emit("audio_mixed_raw.data", {
+            "buffer": chunk.buffer,
+            "timestamp": {"relative": round(chunk.position, 6), "absolute": _iso(started)},
+        }, started)
+
+    def _pause_media(self, now: float) -> None:
+        if self._spans is None or not self._spans.running or self._spans.stopped:
+            return
+        self._spans.pause(now)
+        self._span_log.append(("pause", now))
+        if self._recorder is not None:
+            with contextlib.suppress(ValueError):
+                self._recorder.pause(now)
+
+    def _resume_media(self, now: float) -> None:
+        if self._spans is None or self._spans.running or self._spans.stopped:
+            return
+        self._spans.resume(now)
+        self._span_log.append(("resume", now))
+        if self._recorder is not None:
+            with contextlib.suppress(ValueError):
+                self._recorder.resume(now)
+
+    def _on_frame(self, p: Participant, frame: Any, at: float, *, video: bool) -> None:
+        recorder, transcriber = self._recorder, self._transcriber
+        if video:
+            if recorder is not None:
+                recorder.add_video(p.id, frame, at)
+            return
+        if recorder is not None:
+            recorder.add_audio(p.id, frame, at)  # the recorder cuts paused intervals itself
+        if transcriber is not None and self._recording:
+            transcriber.add_audio(p, frame, at)
+
+    async def _finish_recording(self) -> None:
+        """Close the recording, write its artifacts, report them. Once; never raises."""
+        if self._spans is None or self._media_dir is None or self._recording_closed:
+            return
+        self._recording_closed = True
+        end = self._mono()
+        started = self._wall_offset + self._spans.start
+        try:
+            report = await asyncio.wait_for(self._write_recording(end), RECORDING_CLOSE_TIMEOUT_S)
+        except Exception as exc:
+            log.exception("bot %s: writing the recording failed", self.spec.bot_id)
+            report = {"status": "failed", "error": f"writing the recording failed: {exc!r}",
+                      "started_at": started, "completed_at": self._wall_offset + end,
+                      "duration": 0.0, "files": {}}
+        report["reported_at"] = self._wall()
+        try:
+            self._events.recording(self.spec.bot_id, report)
+        except Exception:
+            log.exception("bot %s: reporting the recording failed", self.spec.bot_id)
+
+    async def _write_recording(self, end: float) -> dict[str, Any]:
+        assert self._spans is not None and self._media_dir is not None
+        spans, directory = self._spans, self._media_dir
+        if not spans.stopped:
+            spans.stop(end)
+        config = self._recording_config()
+        options = RecorderOptions.from_config(config)
+        status = "failed" if self._recorder_broken else "done"
+        errors = list(self._recording_problems)
+        files: RecordingFiles | None
+        try:
+            if self._recorder is not None:
+                files = await asyncio.to_thread(self._recorder.stop, end)
+                if self._mixed_chunker is not None and (rest := self._mixed_chunker.flush()):
+                    self._on_mixed_audio(rest)
+            else:
+                files = await asyncio.to_thread(
+                    _silent_recording, directory, options, self._clock, spans.start, end,
+                    list(self._span_log),
+                )
+        except RecordingFailed as exc:
+            status, files = "failed", exc.files
+            errors.append(str(exc))
+        transcriber = self._transcriber
+        if transcriber is not None:
+            await transcriber.aclose()
+        stamp = Stamper(spans, self._wall_offset)
+        documents: dict[str, Any] = {}
+        metadata = meeting_metadata(self.spec.meeting_url.get("title"))
+        # An artifact set to null in the configuration is not produced (Recall's rule).
+        if config.get("participant_events", {}) is not None:
+            documents["participant_events"] = self._timeline.participant_events(stamp)
+            documents["speaker_timeline"] = self._timeline.speaker_timeline(stamp, end)
+            documents["participants"] = self._timeline.participants()
+        if config.get("meeting_metadata", {}) is not None:
+            documents["meeting_metadata"] = metadata
+        if transcriber is not None:
+            documents["transcript"] = transcript_artifact(transcriber.utterances(), stamp)
+        written = await asyncio.to_thread(_write_documents, directory, documents)
+        root = directory.parent
+        reported: dict[str, dict[str, Any]] = {}
+        separate: list[dict[str, Any]] = []
+        if files is not None:
+            media: dict[str, MediaFile | None] = {
+                "audio_mixed": files.audio_mixed, "video_mixed": files.video_mixed}
+            # One file per participant, in the order they were first heard: audio_separate_1…
+            people = {str(p["id"]): p for p in self._timeline.participants()}
+            heard = sorted(files.audio_separate.items(), key=lambda item: item[1].offset)
+            for number, (pid, media_file) in enumerate(heard, 1):
+                label = f"audio_separate_{number}"
+                media[label] = media_file
+                separate.append({
+                    "label": label,
+                    "participant": people.get(pid) or {"id": pid, "name": None},
+                    "offset": round(media_file.offset, 6),
+                    "duration": round(media_file.duration, 6),
+                })
+            for label, media_file in media.items():
+                if media_file is not None:
+                    reported[label] = {"path": str(media_file.path.relative_to(root)),
+                                       "content_type": media_file.content_type,
+                                       "size": media_file.size}
+        for label, path in written.items():
+            reported[label] = {"path": str(path.relative_to(root)),
+                               "content_type": "application/json", "size": path.stat().st_size}
+        return {
+            "status": status if files is not None else "failed",
+            "error": "; ".join(errors) or None,
+            "started_at": self._wall_offset + spans.start,
+            "completed_at": self._wall_offset + end,
+            "duration": files.duration if files is not None else spans.duration(end),
+            "files": reported,
+            "audio_format": options.audio_format,
+            "transcript_provider": provider_name(config) if transcriber is not None else None,
+            "meeting_metadata": metadata,
+            "audio_separate": separate,
+        }
+
+    async def _drop_recording(self) -> None:
+        """Shutdown: stop the recording's threads; nothing is reported (the files stay)."""
+        self._recording_closed = True
+        with contextlib.suppress(Exception):
+            if self._recorder is not None:
+                await asyncio.to_thread(self._recorder.stop)
+        with contextlib.suppress(Exception):
+            if self._transcriber is not None:
+                await self._transcriber.aclose()
 
     # -- commands -------------------------------------------------------------------------------------
     async def _leave_command(self) -> None:
@@ -713,10 +992,12 @@ class BotSession:
         if ending.code is S.CALL_ENDED:
             self._report(S.CALL_ENDED, ending.sub_code, ending.message)
             if self._recorded:
+                await self._finish_recording()
                 self._report(S.RECORDING_DONE)
             self._report(S.DONE)
         else:
             self._report(ending.code, ending.sub_code, ending.message)
+            await self._finish_recording()
         await self._release()
 
     def _fail_now(self, sub_code: str, message: str | None) -> None:
@@ -736,6 +1017,7 @@ class BotSession:
                 await self._bounded(self._driver.leave(), LEAVE_TIMEOUT_S, "leaving")
         except Exception as leave_exc:
             log.warning("bot %s: leaving after a failure failed: %r", self.spec.bot_id, leave_exc)
+        await self._finish_recording()
         await self._release()
 
     async def _abandon(self) -> None:
@@ -744,6 +1026,7 @@ class BotSession:
             self._worker.cancel()
         self._media.cancel()
         await self._close_driver()
+        await self._drop_recording()
 
     async def _release(self) -> None:
         if self._worker is not None:
@@ -797,10 +1080,14 @@ class BotSession:
 
     def _relay(self, kind: str, p: Participant, data: dict[str, Any] | None = None) -> None:
         now_mono, now_wall = self._mono(), self._wall()
+        try:
+            self._timeline.record(kind, p, now_mono, now_wall, data)
+        except ValueError:
+            log.error("bot %s: %s is not a participant event", self.spec.bot_id, kind)
         origin = self._rec_origin if self._rec_origin is not None else self._in_call_at
         relative = max(0.0, now_mono - origin) if origin is not None else 0.0
         payload = {
-            "participant": _participant_json(p),
+            "participant": participant_json(p),
             "timestamp": {"absolute": _iso(now_wall), "relative": round(relative, 6)},
             "data": data,
         }
@@ -975,18 +1262,48 @@ def _clean_sub_code(code: Status, sub_code: str | None, message: str | None) -> 
     return sub_code, message
 
 
-def _participant_json(p: Participant) -> dict[str, Any]:
-    # Recall's participant ids are numbers; platforms with other ids keep their strings.
-    pid: int | str = int(p.id) if p.id.isdecimal() and str(int(p.id)) == p.id else p.id
-    return {
-        "id": pid,
-        "name": p.name,
-        "is_host": p.is_host,
-        "platform": p.platform,
-        "extra_data": {},
-        "email": p.email,
-    }
-
-
 def _iso(epoch: float) -> str:
     return isoformat_z(datetime.fromtimestamp(epoch, UTC))
+
+
+class _HeldClock:
+    """``clock`` standing still at monotonic instant ``at``: a recorder built after the fact
+    writes nothing until it is stopped, then everything at once."""
+
+    def __init__(self, clock: Clock, at: float) -> None:
+        self._clock, self._at = clock, at
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        return self._at
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+
+
+def _silent_recording(
+    directory: Path, options: RecorderOptions, clock: Clock, start: float, end: float,
+    span_log: list[tuple[str, float]],
+) -> RecordingFiles:
+    """The audio of a meeting whose driver delivers no media: silence as long as the recording
+    (pauses cut), written in one go. Blocks: run it on a thread."""
+    held = _HeldClock(clock, start)
+    recorder = Recorder(directory, audio_format=options.audio_format, clock=held, start=start)
+    for what, at in span_log:
+        (recorder.pause if what == "pause" else recorder.resume)(at)
+    return recorder.stop(end)
+
+
+def _write_documents(directory: Path, documents: Mapping[str, Any]) -> dict[str, Path]:
+    """Write each document as ``<name>.json`` (atomically: a reader never sees half a file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, document in documents.items():
+        path = directory / f"{name}.json"
+        partial = path.with_suffix(".json.part")
+        partial.write_bytes(orjson.dumps(document))
+        os.replace(partial, path)
+        written[name] = path
+    return written
