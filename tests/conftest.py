@@ -37,6 +37,9 @@ from summon.store.tables import metadata
 
 PG_ADMIN_URL = os.environ.get("SUMMON_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SUMMON_REQUIRE_POSTGRES") == "1"
+#: CI sets it: every test must run there (Janus, Chromium, Dovecot, espeak-ng are installed), so
+#: a test that skips itself — a tool missing, a namespace that cannot be made — fails instead.
+NO_SKIPS = os.environ.get("SUMMON_NO_SKIPS") == "1"
 T = TypeVar("T")
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
@@ -165,3 +168,12 @@ async def client(ctx: Context, api_key: str, warm_agent: Agent) -> AsyncIterator
         transport=transport, base_url="http://testserver", headers={"Authorization": f"Token {api_key}"}
     ) as c:
         yield c
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but SUMMON_NO_SKIPS=1 requires every test to run: {report.longrepr}"

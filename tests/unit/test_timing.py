@@ -130,7 +130,7 @@ async def test_wall_clock_stepped_forward_brings_the_release_forward() -> None:
 async def test_real_clock_lateness_of_many_waiters() -> None:
     """500 waiters, 200 ms ahead, on the real clock: none early, all within a few ms.
 
-    The bound is generous (50 ms) so a noisy CI machine does not make it flaky; the benchmark
+    The bound is generous (250 ms) so a noisy CI machine does not make it flaky; the benchmark
     measures the real distribution. ``resumed`` is when each waiter's own code ran again.
     """
     timer = JoinTimer(SystemClock())
@@ -147,8 +147,8 @@ async def test_real_clock_lateness_of_many_waiters() -> None:
     lateness = sorted(resumed - when for _, resumed in results)
     assert all(released >= when for released, _ in results)
     assert lateness[0] >= 0, "released early"
-    assert lateness[-1] < 0.050, f"max lateness {lateness[-1] * 1000:.1f} ms"
-    assert statistics.median(lateness) < 0.025
+    assert lateness[-1] < 0.250, f"max lateness {lateness[-1] * 1000:.1f} ms"
+    assert statistics.median(lateness) < 0.100
 
 
 async def test_real_clock_distinct_instants_are_each_crossed_exactly() -> None:
@@ -161,4 +161,4 @@ async def test_real_clock_distinct_instants_are_each_crossed_exactly() -> None:
         return time.time() - when
 
     lateness = await asyncio.wait_for(asyncio.gather(*(waiter(w) for w in instants)), timeout=5)
-    assert all(0 <= late < 0.050 for late in lateness)
+    assert all(0 <= late < 0.250 for late in lateness)

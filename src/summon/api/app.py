@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 import summon
-from summon.api import bots, errors, webhooks
+from summon.api import bots, calendars, errors, webhooks
+from summon.api import mailboxes  # -- mailboxes --
+from summon.api import recordings  # -- recordings --
 from summon.api.body import SummonRoute
 from summon.api.plumbing import Api, json_ok
 from summon.services.context import Context
@@ -39,6 +41,9 @@ def create_app(ctx: Context, lifespan: Lifespan | None = None) -> FastAPI:
     bots.register(app.router)
     webhooks.register(app.router)
     webhooks.register_ledger(app.router)
+    calendars.register(app.router)
+    mailboxes.register(app.router)  # -- mailboxes --
+    recordings.register(app.router)  # -- recordings --
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_: Request) -> Response:

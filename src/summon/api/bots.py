@@ -18,12 +18,22 @@ from summon.api.bot_config import (
 )
 from summon.api.bot_config import BotUpdate, MeetingUrlParse, Timestamp, parse_timestamp
 from summon.api.errors import RequestInvalid
-from summon.api.plumbing import Caller, Creator, add_route, api_of, json_ok, parse_id
-from summon.api.schemas import BotDeleted, BotOut, BotPage, MeetingUrlParsed, bot_json, responses
+from summon.api.recordings import bot_recordings
+from summon.api.plumbing import Caller, Creator, add_route, api_of, base_url, json_ok, parse_id
+from summon.api.schemas import (
+    BotDeleted,
+    BotOut,
+    BotPage,
+    MeetingUrlParsed,
+    bot_json,
+    calendar_meeting_json,
+    responses,
+)
 from summon.domain.bots import BotChanges, BotFilter, NewBot
 from summon.domain.lifecycle import Status
 from summon.domain.meeting_urls import PLATFORMS, InvalidMeetingUrl, parse_meeting_url
 from summon.services import bots as service
+from summon.services import calendars as calendar_service
 
 BOT_ALIASES = (("/api/v1/bot/", "/api/v1/bots/"),)
 LIST_PARAMETERS = frozenset({"page", "page_size", "join_at_after", "join_at_before", "meeting_url", "platform", "status"})
@@ -73,8 +83,8 @@ async def list_bots(
     total, bots = await service.list_bots(api.ctx, workspace_id, flt, (page - 1) * page_size, page_size)
     if page > 1 and (page - 1) * page_size >= total:
         return json_ok({"detail": "Invalid page."}, 404)
-    base = api.ctx.settings.public_url or str(request.base_url)
-    base = base.rstrip("/") + request.url.path
+    recordings = await bot_recordings(request, workspace_id, [b.id for b in bots])
+    base = base_url(request) + request.url.path
 
     def page_url(number: int) -> str:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
@@ -87,7 +97,7 @@ async def list_bots(
             "count": total,
             "next": page_url(page + 1) if page * page_size < total else None,
             "previous": page_url(page - 1) if page > 1 else None,
-            "results": [bot_json(b) for b in bots],
+            "results": [bot_json(b, recordings=recordings.get(b.id, [])) for b in bots],
         }
     )
 
@@ -152,7 +162,11 @@ def bot_filter(request: Request) -> BotFilter:
 async def retrieve_bot(request: Request, id: str, workspace_id: Caller) -> Response:
     api = api_of(request)
     bot = await service.get_bot(api.ctx, workspace_id, parse_id(id))
-    return json_ok(bot_json(bot))
+    # The calendar events the bot serves: filled here (one indexed read), not in lists.
+    meetings = [calendar_meeting_json(event, calendar) for event, calendar
+                in await calendar_service.calendar_meetings(api.ctx, workspace_id, bot.id)]
+    recordings = await bot_recordings(request, workspace_id, [bot.id])
+    return json_ok(bot_json(bot, meetings, recordings.get(bot.id, [])))
 
 
 async def update_bot(

@@ -82,6 +82,12 @@ def api_of(request: Request) -> Api:
     return request.app.state.api  # type: ignore[no-any-return]
 
 
+def base_url(request: Request) -> str:
+    """Where absolute URLs point: ``SUMMON_PUBLIC_URL``, else the request's own base (no
+    trailing slash)."""
+    return (api_of(request).ctx.settings.public_url or str(request.base_url)).rstrip("/")
+
+
 async def _caller(request: Request) -> UUID:
     return await api_of(request).guard(request, "other")
 

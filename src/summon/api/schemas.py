@@ -9,11 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from summon.clock import isoformat_z
 from summon.domain.bots import Bot
+from summon.domain.calendars import Calendar, CalendarEvent
 from summon.domain.lifecycle import Status
 
 
-def bot_json(bot: Bot) -> dict[str, Any]:
-    """The bot object (Recall's shape plus ``state``)."""
+def bot_json(
+    bot: Bot,
+    calendar_meetings: list[dict[str, Any]] | None = None,
+    recordings: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The bot object (Recall's shape plus ``state``). ``calendar_meetings``: the calendar
+    events it serves (:func:`calendar_meeting_json`), and ``recordings`` its recordings
+    (:func:`summon.api.recordings.bot_recordings`), when the caller looked them up."""
     return {
         "id": str(bot.id),
         "meeting_url": bot.meeting_url,
@@ -29,13 +36,26 @@ def bot_json(bot: Bot) -> dict[str, Any]:
             }
             for c in bot.status_changes
         ],
-        "recordings": [],
+        "recordings": recordings or [],
         **public_config(bot.config),
-        "calendar_meetings": [],
+        "calendar_meetings": calendar_meetings or [],
         "slack_team": None,
         "metadata": bot.metadata,
         "created_at": isoformat_z(bot.created_at),
         "updated_at": isoformat_z(bot.updated_at),
+    }
+
+
+def calendar_meeting_json(event: CalendarEvent, calendar: Calendar) -> dict[str, Any]:
+    """Recall's ``BotCalendarMeeting``: the event, and its calendar as the calendar user."""
+    return {
+        "id": str(event.id),
+        "start_time": isoformat_z(event.start_time),
+        "end_time": isoformat_z(event.end_time),
+        "calendar_user": {
+            "id": str(calendar.id),
+            "external_id": calendar.owner_email or str(calendar.id),
+        },
     }
 
 
@@ -86,6 +106,30 @@ class BotPage(BaseModel):
     next: str | None
     previous: str | None
     results: list[BotOut]
+
+
+# -- recordings --
+class RecordingOut(BaseModel):
+    """A recording (Recall's shape): ``media_shortcuts`` holds each artifact with its signed,
+    expiring ``download_url``s (no API key needed to download)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    started_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    completed_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    status: dict[str, Any] = Field(description="{code, sub_code, updated_at}")
+    media_shortcuts: dict[str, dict[str, Any] | None]
+    expires_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    metadata: dict[str, str | None]
+    bot: dict[str, Any] | None = None
+
+
+class RecordingPage(BaseModel):
+    next: str | None
+    previous: str | None
+    results: list[RecordingOut]
 
 
 class BotDeleted(BaseModel):

@@ -266,5 +266,127 @@ def webhooks_remove(endpoint_id: str, url: str, key: str) -> None:
     click.echo(f"removed {endpoint_id}", err=True)
 
 
+
+# -- mailboxes ------------------------------------------------------------------------------------
+@main.group()
+def mailboxes() -> None:
+    """Manage bot mailboxes: addresses that schedule bots when invited."""
+
+
+@mailboxes.command("add")
+@click.argument("address")
+@click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    required=True,
+    help="Allowed sender: example.com, *.example.com or alice@example.com (repeatable).",
+)
+@click.option("--bot-name", default=None, help="Name the bots show in meetings.")
+@click.option(
+    "--bot-config",
+    default=None,
+    help="Create Bot fields as a JSON object (no meeting_url/join_at).",
+)
+@click.option(
+    "--send-replies", is_flag=True, help="Answer organizers with an iMIP REPLY (needs a relay)."
+)
+@click.option(
+    "--workspace",
+    default=None,
+    help="Work on the database directly (like `keys`), for this workspace; else use the API.",
+)
+@click.option(
+    "--url",
+    envvar="SUMMON_URL",
+    default="http://127.0.0.1:8400",
+    show_default=True,
+    help="Base URL of the Summon API (SUMMON_URL).",
+)
+@click.option("--key", envvar="SUMMON_API_KEY", default=None, help="API key (SUMMON_API_KEY).")
+def mailboxes_add(
+    address: str,
+    allowed: tuple[str, ...],
+    bot_name: str | None,
+    bot_config: str | None,
+    send_replies: bool,
+    workspace: str | None,
+    url: str,
+    key: str | None,
+) -> None:
+    """Add a mailbox: invitations to ADDRESS from allowed senders schedule bots. Prints it."""
+    try:
+        config: dict[str, Any] = json.loads(bot_config) if bot_config else {}
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--bot-config") from None
+    if not isinstance(config, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--bot-config")
+    if bot_name:
+        config["bot_name"] = bot_name
+    body = {
+        "address": address,
+        "allowed_senders": list(allowed),
+        "bot_config": config,
+        "send_replies": send_replies,
+    }
+    if workspace is None:
+        if not key:
+            raise click.UsageError(
+                "give --key (or SUMMON_API_KEY), or --workspace to use the database"
+            )
+        click.echo(
+            json.dumps(_call("POST", url, key, "/api/v1/bot_mailboxes/", json=body), indent=2)
+        )
+        return
+    click.echo(
+        json.dumps(_run(_with_context(lambda ctx: _add_mailbox(ctx, workspace, body))), indent=2)
+    )
+
+
+async def _add_mailbox(ctx: Any, workspace: str, body: dict[str, Any]) -> dict[str, Any]:
+    from summon.api.errors import RequestInvalid
+    from summon.api.mailboxes import mailbox_json, normalise_bot_config
+    from summon.domain.errors import FieldInvalid, RuleViolation
+    from summon.services import mailboxes as service
+
+    found = await ctx.store.workspace_by_name(workspace)
+    if found is None:
+        raise click.ClickException(f"no workspace named {workspace!r}")
+    try:
+        mailbox = await service.create_mailbox(
+            ctx,
+            found.id,
+            body["address"],
+            normalise_bot_config(body["bot_config"]),
+            body["allowed_senders"],
+            send_replies=body["send_replies"],
+        )
+    except RequestInvalid as exc:
+        raise click.ClickException(json.dumps(exc.errors)) from None
+    except (FieldInvalid, RuleViolation) as exc:
+        raise click.ClickException(str(exc)) from None
+    return mailbox_json(mailbox)
+
+
+@mailboxes.command("list")
+@with_api
+def mailboxes_list(url: str, key: str) -> None:
+    """List mailboxes: id, address, allowed senders."""
+    path: str | None = "/api/v1/bot_mailboxes/"
+    while path:
+        page = _call("GET", url, key, path)
+        for m in page["results"]:
+            click.echo(f"{m['id']}  {m['address']}  {','.join(m['allowed_senders']) or '(nobody)'}")
+        path = page["next"][len(url.rstrip("/")) :] if page["next"] else None
+
+
+@mailboxes.command("remove")
+@click.argument("mailbox_id")
+@with_api
+def mailboxes_remove(mailbox_id: str, url: str, key: str) -> None:
+    """Delete a mailbox (the bots its invitations scheduled are released)."""
+    _call("DELETE", url, key, f"/api/v1/bot_mailboxes/{mailbox_id}/")
+    click.echo(f"removed {mailbox_id}", err=True)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from summon.abc import Clock, Store
@@ -28,11 +30,23 @@ class Signals:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._subscribers: dict[str, list[Callable[[], None]]] = {}
 
     def notify(self, topic: str) -> None:
         event = self._events.pop(topic, None)
         if event is not None:
             event.set()
+        for callback in self._subscribers.get(topic, ()):
+            callback()
+
+    def subscribe(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on every notification of ``topic`` (for a loop that must not miss
+        one that comes while it is busy). It runs inside ``notify``: it must be quick."""
+        self._subscribers.setdefault(topic, []).append(callback)
+
+    def unsubscribe(self, topic: str, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._subscribers[topic].remove(callback)
 
     async def wait(self, topic: str, timeout: float) -> bool:
         event = self._events.setdefault(topic, asyncio.Event())
