@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("scale.py", ["stored bots", "ratio largest/smallest"]),
         ("webhooks.py", ["deliveries/s", "change → received p99"]),
         ("calendars.py", ["unchanged", "occurrences with a bot"]),
+        ("recorder.py", ["mixed MP3", "per-participant MP3s", "video"]),
     ],
 )
 def test_benchmark_quick_mode_runs(script: str, expected: list[str]) -> None:

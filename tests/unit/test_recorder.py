@@ -19,6 +19,7 @@ import pytest
 from summon.clock import FakeClock
 from summon.media.recorder import (
     BLOCK_SAMPLES,
+    MP3_SAMPLE_RATE,
     SAMPLE_RATE,
     VIDEO_SIZE,
     Recorder,
@@ -173,6 +174,23 @@ def test_gaps_are_silence_on_the_wall_clock(tmp_path: Path, clock: FakeClock) ->
     assert rms(window(mixed, 0.1, 0.9)) > 0.15
     assert rms(window(mixed, 1.2, 2.8)) < 0.01
     assert rms(window(mixed, 3.1, 3.9)) > 0.15
+
+
+def test_mp3_files_are_32_khz_and_keep_speech_bandwidth_and_timing(tmp_path: Path, clock: FakeClock) -> None:
+    """The MP3 is encoded at 32 kHz: a 10 kHz component (well above speech's formants) comes
+    through, and a tone that starts at 1.0 s starts there in the file (no resampling delay)."""
+    rec = Recorder(tmp_path, audio_format="mp3", separate_audio=True, clock=clock)
+    feed(rec, clock, 1.0, {"1": lambda i: None})
+    feed(rec, clock, 2.0, {"1": lambda i: tone(10_000, i)})
+    files = rec.stop()
+    for path in (files.audio_mixed.path, *(f.path for f in files.audio_separate.values())):
+        with av.open(str(path)) as container:
+            assert container.streams.audio[0].codec_context.sample_rate == MP3_SAMPLE_RATE == 32_000
+        mixed = decode(path)
+        assert amplitude_at(window(mixed, 1.5, 2.5), 10_000) == pytest.approx(0.3, abs=0.06)
+        start = files.duration - stream_durations(path)["audio"]  # a participant's file starts later
+        onset = int(np.argmax(np.abs(mixed) > 0.1)) / SAMPLE_RATE + start
+        assert onset == pytest.approx(1.0, abs=0.01)
 
 
 def test_a_silent_meeting_lasts_as_long_as_the_recording(tmp_path: Path, clock: FakeClock) -> None:
