@@ -56,6 +56,23 @@ def test_adhoc_bot_joins_at_once(fleet) -> None:  # type: ignore[no-untyped-def]
     assert (parse_ts(joining) - parse_ts(created)).total_seconds() < 1.0
 
 
+def test_a_staging_that_ends_after_join_at_is_recorded_before_the_join(fleet) -> None:  # type: ignore[no-untyped-def]
+    """A driver still getting ready at ``join_at`` (a media stack to load) joins as soon as it is
+    ready and says how late it is; its status changes stay in order: ``staged`` is stamped when
+    staging ended, on the clock that stamps ``joining_call``, not when the agent wrote it."""
+    from tests.e2e.fleet_helpers import parse_ts
+
+    _, api = fleet
+    bot = api.create(meeting_url="sandbox://slow?participants=alice@0&end_after=0.5&prepare_s=2.5",
+                     join_at=iso_in(3))
+    done = api.wait_state(bot["id"], TERMINAL, timeout=30)
+    assert codes(done)[:3] == ["scheduled", "staged", "joining_call"] and done["state"] == "done"
+    stamps = [parse_ts(c["created_at"]) for c in done["status_changes"]]
+    assert stamps == sorted(stamps), done["status_changes"]
+    joining = done["status_changes"][2]
+    assert "after join_at" in (joining["message"] or ""), joining
+
+
 def test_join_failure_and_waiting_room_timeout(fleet) -> None:  # type: ignore[no-untyped-def]
     _, api = fleet
     failing = api.create(meeting_url="sandbox://gone?fail=meeting_not_found")

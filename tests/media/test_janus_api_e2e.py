@@ -79,8 +79,12 @@ ALICE_WORDS = {"quick", "brown", "fox", "jumps", "over", "lazy", "dog"}
 BOB_WORDS = {"please", "send", "report", "sales", "team", "friday", "morning"}
 #: Whisper (tiny.en) may miss or mangle a word or two of espeak's voice: a subset is enough.
 ENOUGH = 0.6
-#: A bot booked a few seconds ahead is a scheduled bot (FAST: the threshold is 2 s).
-JOIN_IN_S = 4.0
+#: A bot booked a few seconds ahead is a scheduled bot (FAST: the threshold is 2 s). It is
+#: staged STAGE_LEAD_S before join_at, and staging the first Janus bot of a runtime imports the
+#: media stack (aiortc, PyAV: 1-3 s on a busy 2-core machine), so the lead must cover that for
+#: the bot to join on time (the default lead is 120 s).
+STAGE_LEAD_S = 6.0
+JOIN_IN_S = STAGE_LEAD_S + 3.0
 LIFECYCLE = [
     "bot.scheduled",
     "bot.staged",
@@ -305,7 +309,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 stack.callback(receiver.stop)
                 # Started by this thread inside the namespace: the service and its runtimes
                 # live there. (Blocking waits are fine here: nothing else runs yet.)
-                service = start_service(tmp_path / "data", {**FAST, "SUMMON_POOL_SIZE": "1"})
+                env = {**FAST, "SUMMON_POOL_SIZE": "1", "SUMMON_STAGE_LEAD_S": str(STAGE_LEAD_S)}
+                service = start_service(tmp_path / "data", env)
                 stack.callback(_stop_service, service)
                 key = service.wait_for_line(KEY_LINE, timeout=30).group(1)
                 service.wait_ready(timeout=30)

@@ -30,6 +30,8 @@ parameter                  meaning
 ``fail``                   joining fails with this ``fatal`` sub-code (``meeting_not_found``,
                            ``meeting_password_incorrect``, ``meeting_full``, …)
 ``fail_after``             when ``fail`` happens (default ``0``)
+``prepare_s``              how long getting ready takes, before joining (default ``0``): stands
+                           for a driver that loads a media stack or opens a browser while staged
 =========================  ==================================================================
 
 Participants get ids ``"100"``, ``"101"``, … in the order listed (``participants`` first, then
@@ -81,6 +83,7 @@ _PARAMS = frozenset(
         "kick_after",
         "fail",
         "fail_after",
+        "prepare_s",
     }
 )
 
@@ -113,6 +116,7 @@ class SandboxScript:
     kick_after: float | None
     fail: str | None
     fail_after: float
+    prepare_s: float = 0.0
 
 
 def parse_script(params: Mapping[str, str]) -> SandboxScript:
@@ -193,6 +197,7 @@ def parse_script(params: Mapping[str, str]) -> SandboxScript:
         kick_after=optional("kick_after"),
         fail=fail,
         fail_after=optional("fail_after") or 0.0,
+        prepare_s=optional("prepare_s") or 0.0,
     )
 
 
@@ -287,6 +292,8 @@ class SandboxDriver(Driver):
             raise DriverError(INVALID, "meeting_url.params must be an object")
         self.script = parse_script({str(k): str(v) for k, v in params.items()})
         self._steps = self._timeline(self.script)  # ready before join_at: join() only starts it
+        if self.script.prepare_s:
+            await self.clock.sleep(self.script.prepare_s)
 
     async def join(self) -> None:
         if self.script is None:

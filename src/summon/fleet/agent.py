@@ -259,7 +259,8 @@ class FleetAgent:
             op = message["op"]
             if op == "staged":
                 if hosted.report_staged:
-                    await self._record(hosted, Status.STAGED, None, None, None, stage_at=None)
+                    await self._record(hosted, Status.STAGED, None, None, message.get("at"),
+                                       stage_at=None)
             elif op == "status":
                 await self._record(hosted, Status(message["code"]), message.get("sub_code"),
                                    message.get("message"), message.get("at"))

@@ -125,7 +125,9 @@ class Runtime:
         await session.stage()
         if spec.bot_id not in self._sessions:  # staging failed and was reported
             return
-        self._send({"op": "staged", "bot_id": spec.bot_id})
+        # Stamped here, on the clock that will stamp ``joining_call``: a staging that ends after
+        # join_at (a slow driver import) is still recorded before the join it precedes.
+        self._send({"op": "staged", "bot_id": spec.bot_id, "at": self._clock.now().timestamp()})
         await session.run()
 
     async def _command(self, bot_id: str, name: str, args: dict[str, Any]) -> None:

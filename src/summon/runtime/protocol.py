@@ -11,7 +11,7 @@ runtime → agent::
 
     {"op": "hello",     "pid"}
     {"op": "heartbeat", "at"}               # every HEARTBEAT_S; silence means a hung runtime
-    {"op": "staged",    "bot_id"}           # the bot's driver is ready; it will join at join_at
+    {"op": "staged",    "bot_id", "at"}     # the bot's driver is ready; it will join at join_at
     {"op": "status",    "bot_id", "code", "sub_code", "message", "at"}
     {"op": "event",     "bot_id", "kind", "data", "at"}
     {"op": "command_failed", "bot_id", "name", "code", "detail"}
