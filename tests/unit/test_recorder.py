@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -413,7 +414,13 @@ async def test_a_killed_recorder_leaves_playable_files(tmp_path: Path, audio_for
     audio = tmp_path / f"audio_mixed.{audio_format}"
     assert decoded_seconds(audio, "audio") >= fed - 1.5
     samples = decode(audio)
-    assert amplitude_at(window(samples, 1.0, 2.0), 440) > 0.25  # the tone, intact
+    # The tone, intact: in most half-seconds of what was written. (The feeding process paces
+    # itself with sleeps; on a loaded machine one stall longer than the recorder's jitter
+    # allowance leaves a short silence, which is the recorder working as designed.)
+    halves = [
+        amplitude_at(window(samples, t / 2, t / 2 + 0.5), 440) for t in range(1, int(2 * (fed - 1.5)))
+    ]
+    assert len(halves) >= 3 and statistics.median(halves) > 0.25, halves
     video = tmp_path / "video_mixed.mp4"
     assert decoded_seconds(video, "video") >= fed - 2.0
     assert decoded_seconds(video, "audio") >= fed - 2.0

@@ -258,8 +258,8 @@ async def test_a_session_writes_its_recording_with_pauses_cut(tmp_path: Path) ->
     folder = tmp_path / "media" / "bot-1"
     with av.open(str(folder / "audio_mixed.mp3")) as container:
         stream = container.streams.audio[0]
-        samples = sum(int(f.samples) for f in container.decode(stream))
-    assert abs(samples / 48_000 - recorded) <= 0.1
+        seconds = sum(int(f.samples) / int(f.sample_rate) for f in container.decode(stream))
+    assert abs(seconds - recorded) <= 0.1
     transcript = orjson.loads((folder / "transcript.json").read_bytes())
     words = [w for u in transcript for w in u["words"]]
     assert [w["text"] for w in words] == ["one", "two", "three", "four"]  # "hidden": paused
