@@ -118,6 +118,91 @@ def test_decoders_turn_media_into_samples_and_pictures(tmp_path: Path) -> None:
         decode_image(b"\xff\xd8 not an image")
 
 
+class _Transport:
+    """What an RTCRtpReceiver asks of its transport, for a receiver fed packets by hand."""
+
+    state = "connected"
+    _stats_id = "transport"
+
+    def _register_rtp_receiver(self, receiver: Any, parameters: Any) -> None:
+        pass
+
+    def _unregister_rtp_receiver(self, receiver: Any) -> None:
+        pass
+
+    async def _send_rtp(self, data: bytes) -> None:
+        pass
+
+
+def _opus_packets(count: int) -> list[bytes]:
+    """``count`` 20 ms Opus packets of a 440 Hz tone, as a participant's encoder makes them."""
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.format, encoder.layout, encoder.sample_rate = "s16", "stereo", 48_000
+    encoder.bit_rate = 64_000
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(960 * count) / 48_000)).astype(np.int16)
+    packets: list[bytes] = []
+    for i in range(count):
+        chunk = np.repeat(tone[i * 960 : (i + 1) * 960], 2).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48_000, i * 960
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets
+
+
+async def test_direct_audio_decodes_on_arrival_and_drops_duplicates_and_late_packets() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+    from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
+
+    from summon.drivers.janus import DirectAudioReceive
+
+    receiver = RTCRtpReceiver("audio", _Transport())  # type: ignore[arg-type]
+    receiver._track = RemoteStreamTrack(kind="audio")  # as the peer connection does
+    frames: list[Any] = []
+    ended: list[bool] = []
+    direct = DirectAudioReceive.install(receiver, frames.append, lambda: ended.append(True))
+    assert direct is not None
+    assert DirectAudioReceive.install(receiver, frames.append, lambda: None) is direct
+    opus = RTCRtpCodecParameters(
+        mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=111
+    )
+    await receiver.receive(RTCRtpReceiveParameters(codecs=[opus]))
+    payloads = _opus_packets(8)
+
+    async def arrive(seq: int, ssrc: int = 1234, index: int | None = None) -> None:
+        payload = payloads[seq % len(payloads) if index is None else index]
+        packet = RtpPacket(
+            payload_type=111,
+            sequence_number=seq & 0xFFFF,
+            timestamp=seq * 960,
+            ssrc=ssrc,
+            payload=payload,
+        )
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+
+    for seq in (65533, 65534, 65535, 0, 1):  # in order, across the wrap of the numbering
+        await arrive(seq)
+    assert len(frames) == 5 and direct.dropped == 0
+    # Decoded at once (no jitter buffer holding packets back): 48 kHz mono, 20 ms each.
+    shapes = {(f.sample_rate, f.samples, len(f.layout.channels)) for f in frames}
+    assert shapes == {(48_000, 960, 1)}
+    await arrive(1)  # a duplicate
+    await arrive(0)  # late: a later packet was already played
+    await arrive(65000)
+    assert len(frames) == 5 and direct.dropped == 3
+    await arrive(3)  # a gap is not waited for
+    await arrive(40, ssrc=99, index=0)  # a new source numbers afresh
+    assert len(frames) == 7 and direct.decoded == 7
+    # RTCP receiver reports still have the statistics: one stream per source.
+    assert set(receiver._RTCRtpReceiver__remote_streams) == {1234, 99}  # type: ignore[attr-defined]
+    loud = np.abs(frames[-2].to_ndarray()).max()
+    assert loud > 2000  # the tone, decoded
+    await receiver.stop()  # the end reaches the driver once, and aiortc's thread ends
+    assert ended == [True]
+    await arrive(41, ssrc=99)
+    assert len(frames) == 7
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -525,8 +610,8 @@ async def test_media_sinks_receive_decoded_frames(world: World) -> None:
     await poll_until(lambda: len(video) >= 3 and len(audio) >= 50, 20, "frames for the recorder")
     name, frame = audio[-1]
     assert name == "Frank" and frame.sample_rate == 48_000 and frame.samples == 960
-    # Decoded on the event loop (InlineAudioDecoding), not on aiortc's decoder threads.
-    assert driver.audio_decoded_inline > 0
+    # Decoded as the packets arrived (DirectAudioReceive), not on aiortc's decoder threads.
+    assert driver.audio_decoded_directly > 0
     name, picture = video[-1]
     r, g, b = picture.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
     assert name == "Frank" and _close_to((float(r), float(g), float(b)), BLUE)

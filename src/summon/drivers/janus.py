@@ -51,7 +51,8 @@ What the bot reports:
 
 Media for a recorder: :meth:`JanusDriver.set_media_sinks` takes ``on_audio(participant,
 frame)`` and ``on_video(participant, frame)``, called on the event loop with every decoded
-PyAV frame (audio: 48 kHz, ``s16``, as the Opus decoder gives it — 20 ms per frame).
+PyAV frame (audio: 48 kHz mono ``s16``, 20 ms per frame, decoded as each packet arrives:
+:class:`DirectAudioReceive`).
 
 Time: keepalives, pacing of outgoing media, and every timeout run on the injected clock.
 """
@@ -67,7 +68,7 @@ import logging
 import math
 import queue
 import secrets
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs import get_decoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpreceiver import StreamStatistics
 
 from summon.abc import AudioSink, Clock, Driver, DriverError, DriverEvents, Participant, VideoSink
 from summon.domain.lifecycle import SubCode
@@ -488,10 +491,11 @@ class JanusDriver(Driver):
 
     # -- media for a recorder ---------------------------------------------------------------------
     @property
-    def audio_decoded_inline(self) -> int:
-        """Audio frames decoded on the event loop (:class:`InlineAudioDecoding`), for tests."""
+    def audio_decoded_directly(self) -> int:
+        """Audio frames decoded as their packets arrived (:class:`DirectAudioReceive`), for
+        tests."""
         subscriber = self._subscriber
-        return 0 if subscriber is None else sum(d.decoded for d in subscriber.inline_decoders)
+        return 0 if subscriber is None else sum(d.decoded for d in subscriber.direct_audio)
 
     def set_media_sinks(
         self, on_audio: AudioSink | None = None, on_video: VideoSink | None = None
@@ -852,7 +856,7 @@ class _Subscriber:
         self._janus = janus
         self._target = target
         self._private_id = private_id
-        self.inline_decoders: list[InlineAudioDecoding] = []
+        self.direct_audio: list[DirectAudioReceive] = []
         self._handle: JanusHandle | None = None
         self._pc: RTCPeerConnection | None = None
         self._lock = asyncio.Lock()
@@ -960,11 +964,6 @@ class _Subscriber:
         pc, handle = self._pc, self._handle
         assert pc is not None and handle is not None
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind == "audio":
-                inline = InlineAudioDecoding.install(transceiver.receiver)
-                if inline is not None and inline not in self.inline_decoders:
-                    self.inline_decoders.append(inline)
         await pc.setLocalDescription(await pc.createAnswer())
         answer = {"type": "answer", "sdp": pc.localDescription.sdp}
         await handle.request({"request": "start"}, answer)
@@ -982,12 +981,23 @@ class _Subscriber:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         pc = self._pc
-        mid = None
+        transceiver = None
         if pc is not None:
-            mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
-        if mid is None:
+            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+        if transceiver is None or transceiver.mid is None:
             log.warning("a %s track without a mid; ignored", track.kind)
             return
+        mid = transceiver.mid
+        if track.kind == "audio":
+            direct = DirectAudioReceive.install(
+                transceiver.receiver,
+                on_frame=lambda frame: self._driver._audio_frame(self._mids.get(mid), frame),
+                on_end=lambda: self._driver._audio_gap(self._mids.get(mid)),
+            )
+            if direct is not None:
+                if direct not in self.direct_audio:
+                    self.direct_audio.append(direct)
+                return
         consume = self._consume_audio if track.kind == "audio" else self._consume_video
         self._driver._spawn(consume(mid, track), f"receive {track.kind} {mid}")
 
@@ -1199,61 +1209,143 @@ def _target(meeting_url: dict[str, Any]) -> _Target:
     return _Target(f"{scheme}://{netloc}:{port}/janus", room_id, pin)
 
 
-class InlineAudioDecoding:
-    """Opus frames decoded on the event loop instead of on a thread per received track.
+class DirectAudioReceive:
+    """An audio receiver whose packets are decoded as they arrive and handed straight to the
+    driver.
 
-    aiortc hands every encoded frame to a decoder thread per track through a ``queue.Queue``,
-    and the thread hands each decoded frame back with ``run_coroutine_threadsafe``: two thread
-    switches per 20 ms packet, which cost more than decoding (tens of microseconds). Installed
-    on a receiver before it starts, this object stands in for that queue: ``put`` decodes at
-    once and queues the frames on the track; the thread aiortc still starts waits in ``get``
-    for the end (``None``) and then ends the track as usual. Known to aiortc 1.x's receiver
-    layout (``_RTCRtpReceiver__decoder_queue``); with any other the receiver is left alone.
+    For every 20 ms packet aiortc's receiver notes the source's time, feeds the RTCP
+    statistics, puts the packet through a jitter buffer (which holds back the first four
+    packets: 80 ms), hands the encoded frame to a decoder thread per track through a
+    ``queue.Queue``, and the thread hands the decoded frame back with
+    ``run_coroutine_threadsafe`` to an ``asyncio.Queue`` that a task awaits on the track: two
+    thread switches and a task switch per packet, which cost more than decoding. Installed on a
+    receiver before it starts, this object takes its ``_handle_rtp_packet``: :meth:`handle`
+    keeps the RTCP statistics (receiver reports still go out), drops duplicates and packets that
+    arrive after a later one (Opus conceals a missing 20 ms; the recorder places frames by
+    arrival time anyway), decodes at once and calls ``on_frame`` on the event loop. It also
+    stands in for the decoder queue: the thread aiortc still starts waits in :meth:`get` for the
+    end, and the end (the receiver stops) calls ``on_end``. Known to aiortc 1.x's receiver
+    layout (its private ``__codecs``, ``__remote_streams`` and ``__decoder_queue``); with any
+    other the receiver is left alone and its track is read as usual.
     """
 
-    def __init__(self, track_queue: asyncio.Queue[Any], kind: str) -> None:
-        self._frames = track_queue
+    _SLOTS = (
+        "_RTCRtpReceiver__codecs",
+        "_RTCRtpReceiver__remote_streams",
+        "_RTCRtpReceiver__decoder_queue",
+    )
+
+    def __init__(
+        self,
+        receiver: Any,
+        on_frame: Callable[[av.AudioFrame], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        codecs, streams, _ = (getattr(receiver, slot) for slot in self._SLOTS)
+        self._receiver = receiver
+        self._codecs: dict[int, Any] = codecs
+        self._streams: dict[int, Any] = streams
+        self._on_frame = on_frame
+        self._on_end = on_end
         self._end: queue.Queue[None] = queue.Queue()
-        self._codec: str | None = None
+        self._ended = False
         self._decoder: Any = None
-        self._kind = kind
+        self._decoder_codec: str | None = None
+        self._ssrc: int | None = None
+        self._last_seq = 0
         self.decoded = 0  # frames decoded here
+        self.dropped = 0  # duplicate or late packets
 
     @classmethod
-    def install(cls, receiver: Any) -> InlineAudioDecoding | None:
-        """Take over ``receiver``'s decoding (if it has not started); the instance, or None
-        when the receiver is not one this knows how to take over."""
-        slot = "_RTCRtpReceiver__decoder_queue"
-        started = getattr(receiver, "_RTCRtpReceiver__started", True)
-        track_queue = getattr(getattr(receiver, "track", None), "_queue", None)
-        current = getattr(receiver, slot, None)
+    def install(
+        cls, receiver: Any, on_frame: Callable[[av.AudioFrame], None], on_end: Callable[[], None]
+    ) -> DirectAudioReceive | None:
+        """Take over ``receiver`` (if it has not started); the instance, or None when the
+        receiver is not one this knows how to take over."""
+        current = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
         if isinstance(current, cls):
             return current
-        if started or not isinstance(current, queue.Queue) or not isinstance(track_queue, asyncio.Queue):
+        if (
+            getattr(receiver, "_RTCRtpReceiver__started", True)
+            or not isinstance(current, queue.Queue)
+            or not all(isinstance(getattr(receiver, slot, None), dict) for slot in cls._SLOTS[:2])
+            or not callable(getattr(receiver, "_handle_rtp_packet", None))
+        ):
             return None
-        inline = cls(track_queue, "audio")
-        setattr(receiver, slot, inline)
-        return inline
+        direct = cls(receiver, on_frame, on_end)
+        receiver._RTCRtpReceiver__decoder_queue = direct
+        receiver._handle_rtp_packet = direct.handle
+        return direct
 
-    def put(self, task: tuple[Any, Any] | None) -> None:
-        if task is None:  # the receiver stops: let its thread end the track
-            self._end.put(None)
+    async def handle(self, packet: Any, arrival_time_ms: int) -> None:
+        """What the receiver does with each RTP packet (see the class docstring)."""
+        if not getattr(self._receiver, "_enabled", True) or self._ended:
             return
-        codec, encoded = task
-        if codec.name != self._codec:
-            self._decoder, self._codec = get_decoder(codec), codec.name
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None or codec.name.lower() == "rtx":
+            return
+        stats = self._streams.get(packet.ssrc)
+        if stats is None:
+            stats = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        seq = packet.sequence_number
+        if packet.ssrc != self._ssrc:  # a new source: its numbering starts afresh
+            self._ssrc = packet.ssrc
+        elif not 0 < (seq - self._last_seq) & 0xFFFF < 0x8000:  # a duplicate, or late
+            self.dropped += 1
+            return
+        self._last_seq = seq
+        if not packet.payload:
+            return
+        if codec.name != self._decoder_codec:
+            self._decoder, self._decoder_codec = _audio_decoder(codec), codec.name
         try:
-            frames = self._decoder.decode(encoded)
+            frames = self._decoder.decode(
+                JitterFrame(data=packet.payload, timestamp=packet.timestamp)
+            )
         except av.FFmpegError as exc:
-            log.debug("an undecodable %s %s frame: %s", self._kind, codec.name, exc)
+            log.debug("an undecodable %s frame: %s", codec.name, exc)
             return
         for frame in frames:
-            self._frames.put_nowait(frame)
             self.decoded += 1
+            self._on_frame(frame)
+
+    # -- the decoder queue aiortc's receiver and its thread see --------------------------------------
+    def put(self, task: tuple[Any, Any] | None) -> None:
+        """Only the end comes here (the receiver stops): release the thread, end the audio."""
+        if task is None and not self._ended:
+            self._ended = True
+            self._end.put(None)
+            self._on_end()
 
     def get(self) -> None:
         """What aiortc's decoder thread waits on: only the end."""
         return self._end.get()
+
+
+class _MonoOpusDecoder:
+    """Opus decoded to 48 kHz mono: what the recorder, the speech detector and the transcriber
+    all use. aiortc's decoder gives stereo (two identical channels for a voice), which costs
+    more to decode and is halved again by each of them."""
+
+    def __init__(self) -> None:
+        self._codec = av.CodecContext.create("libopus", "r")
+        self._codec.format = "s16"
+        self._codec.layout = "mono"
+        self._codec.sample_rate = SAMPLE_RATE
+
+    def decode(self, encoded: JitterFrame) -> list[av.AudioFrame]:
+        packet = av.Packet(encoded.data)
+        packet.pts = encoded.timestamp
+        packet.time_base = _OPUS_TIME_BASE
+        return self._codec.decode(packet)  # type: ignore[return-value]
+
+
+_OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+
+def _audio_decoder(codec: Any) -> Any:
+    return _MonoOpusDecoder() if codec.name.lower() == "opus" else get_decoder(codec)
 
 
 def _peer_connection() -> RTCPeerConnection:
