@@ -612,6 +612,8 @@ async def test_media_sinks_receive_decoded_frames(world: World) -> None:
     assert name == "Frank" and frame.sample_rate == 48_000 and frame.samples == 960
     # Decoded as the packets arrived (DirectAudioReceive), not on aiortc's decoder threads.
     assert driver.audio_decoded_directly > 0
+    # Most of them taken from the socket directly (DirectSrtp), not through aiortc's queue.
+    assert driver.audio_packets_from_socket > driver.audio_decoded_directly / 2
     name, picture = video[-1]
     r, g, b = picture.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
     assert name == "Frank" and _close_to((float(r), float(g), float(b)), BLUE)

@@ -75,6 +75,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+import pylibsrtp
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -86,6 +87,7 @@ from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket
 
 from summon.abc import AudioSink, Clock, Driver, DriverError, DriverEvents, Participant, VideoSink
 from summon.domain.lifecycle import SubCode
@@ -497,6 +499,12 @@ class JanusDriver(Driver):
         subscriber = self._subscriber
         return 0 if subscriber is None else sum(d.decoded for d in subscriber.direct_audio)
 
+    @property
+    def audio_packets_from_socket(self) -> int:
+        """Audio packets taken straight from the socket (:class:`DirectSrtp`), for tests."""
+        subscriber = self._subscriber
+        return 0 if subscriber is None else sum(d.packets for d in subscriber.direct_srtp)
+
     def set_media_sinks(
         self, on_audio: AudioSink | None = None, on_video: VideoSink | None = None
     ) -> None:
@@ -857,6 +865,7 @@ class _Subscriber:
         self._target = target
         self._private_id = private_id
         self.direct_audio: list[DirectAudioReceive] = []
+        self.direct_srtp: list[DirectSrtp] = []
         self._handle: JanusHandle | None = None
         self._pc: RTCPeerConnection | None = None
         self._lock = asyncio.Lock()
@@ -938,7 +947,14 @@ class _Subscriber:
             self._driver._spawn(self._renegotiate(handle, event.jsep), "renegotiate")
 
     def _on_pc_state(self, pc: RTCPeerConnection) -> None:
-        if pc is self._pc and pc.connectionState == "failed" and not self._closed:
+        if pc is not self._pc or self._closed:
+            return
+        if pc.connectionState == "connected":
+            for transport in {t.receiver.transport for t in pc.getTransceivers()}:
+                direct = DirectSrtp.install(transport)
+                if direct is not None and direct not in self.direct_srtp:
+                    self.direct_srtp.append(direct)
+        elif pc.connectionState == "failed":
             self._driver._spawn(self._restart(self._handle), "resubscribe")
 
     async def _restart(self, handle: JanusHandle | None) -> None:
@@ -1279,6 +1295,10 @@ class DirectAudioReceive:
 
     async def handle(self, packet: Any, arrival_time_ms: int) -> None:
         """What the receiver does with each RTP packet (see the class docstring)."""
+        self.receive(packet)
+
+    def receive(self, packet: Any) -> None:
+        """:meth:`handle`, called directly (:class:`DirectSrtp`)."""
         if not getattr(self._receiver, "_enabled", True) or self._ended:
             return
         codec = self._codecs.get(packet.payload_type)
@@ -1321,6 +1341,83 @@ class DirectAudioReceive:
     def get(self) -> None:
         """What aiortc's decoder thread waits on: only the end."""
         return self._end.get()
+
+
+class DirectSrtp:
+    """Audio packets taken from the socket straight to their :class:`DirectAudioReceive`.
+
+    Below aiortc's receivers every datagram goes through aioice, which first parses it as a
+    STUN message (failing, with an exception, for every media packet), then through an
+    ``asyncio.Queue`` to the reading task of the DTLS transport, which decrypts, parses and
+    routes it: a task switch and a handful of coroutine frames per 20 ms packet. Installed on
+    the sockets of a connected peer connection, this takes each SRTP packet whose source (SSRC)
+    belongs to a receiver with :class:`DirectAudioReceive` through SRTP, RTP parsing and that
+    receiver, in the socket's callback; everything else (STUN, DTLS, RTCP, video, sources not
+    routed yet) goes the usual way. Known to aiortc 1.x and aioice internals (the DTLS
+    transport's ``_rx_srtp``, ``_rtp_router`` and ``_rtp_header_extensions_map``; the ICE
+    connection's ``_protocols``); with others nothing is installed.
+    """
+
+    def __init__(self, dtls: Any) -> None:
+        self._dtls = dtls
+        self._router = dtls._rtp_router
+        self._extensions = dtls._rtp_header_extensions_map
+        self.packets = 0  # taken directly
+
+    @classmethod
+    def install(cls, dtls: Any) -> DirectSrtp | None:
+        """Take ``dtls``'s audio packets directly (once); the instance, or None."""
+        current = getattr(dtls, "_summon_direct_srtp", None)
+        if isinstance(current, cls):
+            return current
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        protocols = getattr(connection, "_protocols", None)
+        router = getattr(dtls, "_rtp_router", None)
+        if (
+            not isinstance(protocols, list)
+            or not protocols
+            or not isinstance(getattr(router, "ssrc_table", None), dict)
+            or not hasattr(dtls, "_rx_srtp")
+            or not hasattr(dtls, "_rtp_header_extensions_map")
+        ):
+            return None
+        direct = cls(dtls)
+        for protocol in protocols:
+            protocol.datagram_received = direct._wrap(protocol.datagram_received)
+        dtls._summon_direct_srtp = direct
+        return direct
+
+    def _wrap(self, usual: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def datagram_received(data: Any, addr: Any) -> None:
+            if not self._take(data):
+                usual(data, addr)
+
+        return datagram_received
+
+    def _take(self, data: bytes) -> bool:
+        """Whether ``data`` was an audio packet for a direct receiver (and was handled)."""
+        # RTP: version 2 (first byte 128-191; STUN starts with 0-3, DTLS with 20-63), and not
+        # RTCP (second byte 192-223).
+        if len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 224:
+            return False
+        srtp = self._dtls._rx_srtp
+        if srtp is None:
+            return False
+        receiver = self._router.ssrc_table.get(int.from_bytes(data[8:12], "big"))
+        direct = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
+        if not isinstance(direct, DirectAudioReceive):
+            return False
+        try:
+            packet = RtpPacket.parse(srtp.unprotect(data), self._extensions)
+        except (pylibsrtp.Error, ValueError) as exc:
+            log.debug("x an audio packet dropped: %s", exc)
+            return True
+        self.packets += 1
+        try:
+            direct.receive(packet)
+        except Exception:
+            log.exception("an audio packet could not be handled")
+        return True
 
 
 class _MonoOpusDecoder:
