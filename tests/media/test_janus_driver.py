@@ -203,6 +203,81 @@ async def test_direct_audio_decodes_on_arrival_and_drops_duplicates_and_late_pac
     assert len(frames) == 7
 
 
+async def test_direct_srtp_takes_only_audio_packets_of_direct_receivers() -> None:
+    import pylibsrtp
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+    from aiortc.rtcrtpreceiver import RemoteStreamTrack, RTCRtpReceiver
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from summon.drivers.janus import DirectAudioReceive, DirectSrtp
+
+    class Protocol:  # an aioice socket protocol: what it got the usual way
+        def __init__(self) -> None:
+            self.usual: list[bytes] = []
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.usual.append(data)
+
+    class Dtls:  # the parts of a connected RTCDtlsTransport that DirectSrtp uses
+        def __init__(self, protocol: Protocol, key: bytes) -> None:
+            self.transport = type("Ice", (), {"_connection": type("C", (), {})()})()
+            self.transport._connection._protocols = [protocol]
+            inbound = pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+            self._rx_srtp = pylibsrtp.Session(inbound)
+            self._rtp_router = RtpRouter()
+            self._rtp_header_extensions_map = HeaderExtensionsMap()
+
+    key = bytes(range(30))
+    sender = pylibsrtp.Session(pylibsrtp.Policy(key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    protocol = Protocol()
+    dtls = Dtls(protocol, key)
+    direct = DirectSrtp.install(dtls)
+    assert direct is not None and DirectSrtp.install(dtls) is direct
+
+    opus = RTCRtpCodecParameters(
+        mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=111
+    )
+    receiver = RTCRtpReceiver("audio", _Transport())  # type: ignore[arg-type]
+    receiver._track = RemoteStreamTrack(kind="audio")
+    frames: list[Any] = []
+    assert DirectAudioReceive.install(receiver, frames.append, lambda: None) is not None
+    await receiver.receive(RTCRtpReceiveParameters(codecs=[opus]))
+    dtls._rtp_router.register_receiver(receiver, ssrcs=[1234], payload_types=[111])
+    plain = RTCRtpReceiver("audio", _Transport())  # type: ignore[arg-type]
+    dtls._rtp_router.register_receiver(plain, ssrcs=[777], payload_types=[111])
+
+    payloads = _opus_packets(3)
+
+    def srtp(seq: int, ssrc: int) -> bytes:
+        packet = RtpPacket(
+            payload_type=111,
+            sequence_number=seq,
+            timestamp=seq * 960,
+            ssrc=ssrc,
+            payload=payloads[seq],
+        )
+        return sender.protect(packet.serialize())
+
+    stun = bytes.fromhex("0001 0000 2112a442") + bytes(12)  # a binding request
+    dtls_record = bytes([22, 0xFE, 0xFD]) + bytes(20)
+    rtcp = sender.protect_rtcp(bytes.fromhex("80c9 0001") + (1234).to_bytes(4, "big"))
+    usual = [stun, dtls_record, rtcp, srtp(0, 777), srtp(0, 5555), b"\x80"]
+    for data in usual:
+        protocol.datagram_received(data, ("10.0.0.1", 5000))
+    assert protocol.usual == usual and direct.packets == 0 and not frames
+    # The direct receiver's packets: decrypted, parsed and decoded in the socket's callback.
+    protocol.datagram_received(srtp(0, 1234), ("10.0.0.1", 5000))
+    protocol.datagram_received(srtp(1, 1234), ("10.0.0.1", 5000))
+    assert direct.packets == 2 and len(frames) == 2 and protocol.usual == usual
+    # A packet that fails authentication is dropped, not handed on.
+    forged = bytearray(srtp(2, 1234))
+    forged[-1] ^= 0xFF
+    protocol.datagram_received(bytes(forged), ("10.0.0.1", 5000))
+    assert direct.packets == 2 and len(frames) == 2 and protocol.usual == usual
+    await receiver.stop()
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -1330,7 +1330,7 @@ class DirectAudioReceive:
             self.decoded += 1
             self._on_frame(frame)
 
-    # -- the decoder queue aiortc's receiver and its thread see --------------------------------------
+    # -- the decoder queue aiortc's receiver and its thread see ------------------------------------
     def put(self, task: tuple[Any, Any] | None) -> None:
         """Only the end comes here (the receiver stops): release the thread, end the audio."""
         if task is None and not self._ended:
