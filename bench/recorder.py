@@ -1,7 +1,7 @@
 """The recorder alone: what mixing and encoding a meeting costs, per second of meeting.
 
 Three participants send 20 ms frames in real time, as the Janus driver hands them over (48 kHz
-s16 stereo, what the Opus decoder gives; 10 fps 640x480 webcam frames when video is recorded),
+s16 mono, as it decodes Opus; 10 fps 640x480 webcam frames when video is recorded),
 and a :class:`~summon.media.recorder.Recorder` on the system clock writes the files. What is
 measured is the CPU of everything but the feeding thread (the recorder's own thread: converting,
 mixing, limiting, encoding and writing), as % of one core, for each configuration:
@@ -49,15 +49,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def audio_frames(participant: int, count: int) -> list[av.AudioFrame]:
-    """A voice-like signal (a wobbling tone over a noise bed), as decoded stereo frames."""
+    """A voice-like signal (a wobbling tone over a noise bed), as decoded mono frames."""
     rng = np.random.default_rng(participant)
     out = []
     for i in range(count):
         t = (np.arange(BLOCK_SAMPLES) + i * BLOCK_SAMPLES) / SAMPLE_RATE
         voice = 4000 * np.sin(2 * np.pi * (150 + 40 * participant) * t * (1 + 0.05 * np.sin(3 * t)))
         mono = voice * (0.5 + 0.5 * np.sin(2 * np.pi * 0.4 * t + participant)) + rng.normal(0, 200, t.size)
-        frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2).astype(np.int16).reshape(1, -1),
-                                           format="s16", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(mono.astype(np.int16).reshape(1, -1),
+                                           format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         out.append(frame)
     return out
