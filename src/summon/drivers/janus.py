@@ -128,6 +128,8 @@ SILENCE_TAIL_S = 1.0
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
+#: Audio timestamps (sent and received) count samples at 48 kHz.
+AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 #: Longest clip ``output_audio`` plays (longer ones are cut): bounds memory.
 MAX_CLIP_SECONDS = 600
 VIDEO_FPS = 5
@@ -270,7 +272,6 @@ class _ClipTrack(MediaStreamTrack):
         self._count = 0
         self._silent_frames = 0  # sent since the last clip ended
         self._wake = asyncio.Event()
-        self._time_base = fractions.Fraction(1, SAMPLE_RATE)
 
     def play(self, samples: np.ndarray | None) -> None:
         """Play ``samples`` (48 kHz mono int16) from now on, replacing any clip; None stops."""
@@ -310,7 +311,7 @@ class _ClipTrack(MediaStreamTrack):
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._count * FRAME_SAMPLES
-        frame.time_base = self._time_base
+        frame.time_base = AUDIO_TIME_BASE
         self._count += 1
         return frame
 
@@ -1434,11 +1435,8 @@ class _MonoOpusDecoder:
     def decode(self, encoded: JitterFrame) -> list[av.AudioFrame]:
         packet = av.Packet(encoded.data)
         packet.pts = encoded.timestamp
-        packet.time_base = _OPUS_TIME_BASE
+        packet.time_base = AUDIO_TIME_BASE
         return self._codec.decode(packet)  # type: ignore[return-value]
-
-
-_OPUS_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 
 
 def _audio_decoder(codec: Any) -> Any:
