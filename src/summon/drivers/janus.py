@@ -495,14 +495,15 @@ class JanusDriver(Driver):
     # -- media for a recorder ---------------------------------------------------------------------
     @property
     def audio_decoded_directly(self) -> int:
-        """Audio frames decoded as their packets arrived (:class:`DirectAudioReceive`), for
-        tests."""
+        """Audio frames decoded as their packets arrived (:class:`DirectAudioReceive`) on the
+        current subscription, for tests."""
         subscriber = self._subscriber
         return 0 if subscriber is None else sum(d.decoded for d in subscriber.direct_audio)
 
     @property
     def audio_packets_from_socket(self) -> int:
-        """Audio packets taken straight from the socket (:class:`DirectSrtp`), for tests."""
+        """Audio packets taken straight from the socket (:class:`DirectSrtp`) on the current
+        subscription, for tests."""
         subscriber = self._subscriber
         return 0 if subscriber is None else sum(d.packets for d in subscriber.direct_srtp)
 
@@ -967,6 +968,8 @@ class _Subscriber:
             pc, self._pc, self._handle = self._pc, None, None
             self._requested.clear()
             self._mids.clear()
+            self.direct_audio.clear()  # they belong to the dropped connection: let it go
+            self.direct_srtp.clear()
         if pc is not None:
             await _bounded(pc.close())
         await _bounded(handle.detach())
